@@ -1,0 +1,25 @@
+# Two commands: `make demo` runs the built-in digits study on SQLite; `make test` runs the test suite.
+# Each sets up its own virtual environment on first use.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench dashboard clean
+
+$(BIN)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/search run --study demo
+
+test: $(BIN)/.installed
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/throughput.py --quick
+
+clean:
+	rm -rf runs studies.db wandb .pytest_cache

@@ -1,0 +1,274 @@
+"""Training throughput, measured side by side in one run on the same JPEG data and model.
+
+    python benchmarks/throughput.py            # GPU: resnet18 + efficientnet_b0 @224, K = 1, 2, 4 trials per GPU
+    python benchmarks/throughput.py --quick    # CPU smoke run (tiny data, a few steps)
+
+Rows, per model, all with the same batch, precision (bf16 autocast on CUDA) and memory format (channels_last):
+  model-only  random tensors already on the device: the limit the GPU sets
+  ours        decode-once uint8 cache (memory-mapped) + batch augmentation on the device (flip, shift-scale-rotate,
+              brightness/contrast, normalize), the loader `search` trials use
+  naive       what users write by hand: torchvision ImageFolder + PIL transforms (resize, flip, colour jitter,
+              ToTensor, Normalize) in a DataLoader with --workers processes, decoding every JPEG every epoch
+Then the aggregate throughput of K concurrent small trials sharing one GPU (each its own process, memory capped
+at 1/K), and the probed batch ceiling checked against the real out-of-memory boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training.augment import tensor_plan  # noqa: E402
+from training.config import RunConfig  # noqa: E402
+from training.data.cache import decode_cached  # noqa: E402
+from training.data.loader import make_loader  # noqa: E402
+from training.data.sources import load_samples  # noqa: E402
+from training.batch_probe import _fits, probe_max_batch  # noqa: E402
+from training.models import build_model  # noqa: E402
+from training.runtime import resolve_runtime  # noqa: E402
+
+PIPELINE = [
+    {"__class_fullname__": "HorizontalFlip", "p": 0.5},
+    {"__class_fullname__": "ShiftScaleRotate", "p": 0.5, "shift_limit": 0.0625, "scale_limit": 0.1, "rotate_limit": 15},
+    {"__class_fullname__": "RandomBrightnessContrast", "p": 0.5},
+    {"__class_fullname__": "Normalize"},
+]
+
+
+def _one_jpeg(args: tuple[str, int, int, int, int]) -> None:
+    from PIL import Image
+
+    path, cls, seed, w, h = args
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([np.sin(xx / (20 + 7 * cls) + c) * np.cos(yy / (30 + 5 * c)) for c in range(3)], -1)
+    img = ((base * 0.5 + 0.5) * 200 + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path, quality=90)
+
+
+def make_jpegs(root: Path, n: int, classes: int = 10, w: int = 512, h: int = 384) -> Path:
+    jobs = []
+    for i in range(n):
+        d = root / f"class{i % classes:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        jobs.append((str(d / f"{i:06d}.jpg"), i % classes, i, w, h))
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(_one_jpeg, jobs, chunksize=64))
+    return root
+
+
+def _cfg(model: str, size: int, root: Path, batch: int) -> RunConfig:
+    return RunConfig.model_validate({"data": {"source": "imagefolder", "root": str(root), "image_size": size},
+                                     "model": {"name": model}, "train": {"batch_size": batch},
+                                     "augment": {"train": PIPELINE}})
+
+
+def _step(model, opt, rt, x: torch.Tensor, y: torch.Tensor) -> None:
+    with rt.autocast():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _train_steps(model, opt, rt, batches, steps: int, warmup: int) -> float:
+    """img/s over ``steps`` training steps after ``warmup`` steps."""
+    n, t0 = 0, None
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0, n = time.perf_counter(), 0
+        _step(model, opt, rt, x, y)
+        n += len(y)
+        if i + 1 == warmup + steps:
+            break
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int) -> dict:
+    cfg = _cfg(name, size, root, batch)
+    rt = resolve_runtime(cfg.train)
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+
+    def fresh():
+        m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
+        return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+
+    out = {"model": name, "size": size, "batch": batch}
+    # model-only: the limit
+    m, opt = fresh()
+    x = torch.randn(batch, 3, size, size, device=rt.device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=rt.device)
+    out["model_only"] = _train_steps(m, opt, rt, _forever([(x, y)]), steps, warmup)
+    # ours: decode once, then batches from the cache, augmented on the device
+    samples = load_samples(cfg.data)
+    t0 = time.perf_counter()
+    dec = decode_cached(samples, size)
+    out["cache_seconds"] = time.perf_counter() - t0
+    out["cache_built"] = dec.built
+    assert tensor_plan(PIPELINE) is not None
+    loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=batch, spec=PIPELINE,
+                         mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
+                         channels_last=rt.channels_last, shuffle=True)
+    m, opt = fresh()
+    out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
+    # naive: ImageFolder + PIL transforms + DataLoader workers
+    from torchvision import datasets, transforms as T
+
+    tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(), T.ColorJitter(0.2, 0.2), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    dl = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=batch, shuffle=True,
+                                     num_workers=workers, pin_memory=rt.device.type == "cuda", drop_last=True,
+                                     persistent_workers=workers > 0)
+
+    def naive_batches():
+        for xb, yb in _forever(dl):
+            yield (xb.to(rt.device, non_blocking=True).contiguous(memory_format=fmt),
+                   yb.to(rt.device, non_blocking=True))
+
+    m, opt = fresh()
+    out["naive"] = _train_steps(m, opt, rt, naive_batches(), steps, warmup)
+    return out
+
+
+def child(args) -> None:
+    """One small trial for the K-per-GPU measurement: trains for --seconds and prints its img/s."""
+    if args.share > 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(1.0 / args.share)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.share))  # as `search run --trials-per-gpu` does
+    cfg = _cfg(args.child, args.size, Path(args.root), args.batch)
+    rt = resolve_runtime(cfg.train)
+    samples = load_samples(cfg.data)
+    dec = decode_cached(samples, args.size)
+    loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=args.batch, spec=PIPELINE,
+                         mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
+                         channels_last=rt.channels_last, shuffle=True)
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+    m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    _train_steps(m, opt, rt, _forever(loader), 10, 5)  # warm up (cudnn autotune)
+    print("READY", flush=True)
+    sys.stdin.readline()  # start together
+    t_end, n, t0 = time.perf_counter() + args.seconds, 0, time.perf_counter()
+    for x, y in _forever(loader):
+        _step(m, opt, rt, x, y)
+        n += len(y)
+        if time.perf_counter() > t_end:
+            break
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+    print(json.dumps({"ips": n / (time.perf_counter() - t0)}), flush=True)
+
+
+def bench_sharing(k: int, model: str, size: int, root: Path, batch: int, seconds: float) -> float:
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", model, "--size", str(size), "--root", str(root),
+                               "--batch", str(batch), "--share", str(k), "--seconds", str(seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+    for p in procs:
+        while p.stdout.readline().strip() != "READY":
+            pass
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    total = 0.0
+    for p in procs:
+        lines = [ln for ln in p.stdout.read().splitlines() if ln.startswith("{")]
+        p.wait()
+        total += json.loads(lines[-1])["ips"]
+    return total
+
+
+def check_ceiling(model: str, size: int, root: Path) -> dict:
+    cfg = _cfg(model, size, root, 64)
+    rt = resolve_runtime(cfg.train)
+    t0 = time.perf_counter()
+    ceiling = probe_max_batch(cfg, rt, num_outputs=10)
+    probe_s = time.perf_counter() - t0
+    return {"model": model, "size": size, "ceiling": ceiling, "probe_seconds": probe_s,
+            "ceiling_trains": _fits(cfg, rt, 10, ceiling), "double_ooms": not _fits(cfg, rt, 10, 2 * ceiling)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CPU-sized smoke run")
+    ap.add_argument("--models", default="resnet18,efficientnet_b0")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--n-images", type=int, default=4096)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1), help="naive DataLoader workers")
+    ap.add_argument("--k", default="1,2,4", help="trials per GPU to measure")
+    ap.add_argument("--share-model", default="resnet18")
+    ap.add_argument("--share-size", type=int, default=128)
+    ap.add_argument("--share-batch", type=int, default=64)
+    ap.add_argument("--share-seconds", type=float, default=20)
+    ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    # internal: one K-sharing child
+    ap.add_argument("--child"), ap.add_argument("--root"), ap.add_argument("--share", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=10)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if args.quick:
+        args.models, args.size, args.batch, args.n_images = "resnet18", 64, 32, 256
+        args.steps, args.warmup, args.workers, args.k = 4, 2, 2, "1,2"
+        args.share_size, args.share_batch, args.share_seconds, args.ceiling = 32, 16, 5, ""
+    os.environ.setdefault("SEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-cache-"))
+    cuda = torch.cuda.is_available()
+    dev = torch.cuda.get_device_name(0) if cuda else "CPU"
+    root = make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), args.n_images)
+    print(f"# {time.strftime('%Y-%m-%d')} on {dev}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
+          f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
+          f"{'bf16 autocast + channels_last' if cuda else 'fp32'}; naive loader with {args.workers} workers")
+    results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
+    print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
+        results["models"].append(r)
+        print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
+              f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} |", flush=True)
+    print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) | aggregate img/s | vs K=1 |")
+    print("|---|---|---|")
+    base = None
+    for k in [int(v) for v in args.k.split(",")]:
+        ips = bench_sharing(k, args.share_model, args.share_size, root, args.share_batch, args.share_seconds)
+        base = base or ips
+        results["sharing"].append({"k": k, "ips": ips})
+        print(f"| {k} | {ips:.0f} | {ips / base:.2f}x |", flush=True)
+    if cuda and args.ceiling:
+        print("\n| model | size | probed ceiling | ceiling trains | 2x ceiling OOMs | probe s |")
+        print("|---|---|---|---|---|---|")
+        for name in args.ceiling.split(","):
+            c = check_ceiling(name, args.size, root)
+            results["ceilings"].append(c)
+            print(f"| {name} | {args.size} | {c['ceiling']} | {c['ceiling_trains']} | {c['double_ooms']} | "
+                  f"{c['probe_seconds']:.0f} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

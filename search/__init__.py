@@ -1,0 +1,13 @@
+"""Hyperparameter search for image classification on Optuna: studies, workers, pruning, W&B, export."""
+
+import warnings
+
+import optuna
+
+# heartbeats, multivariate/group TPE and the retry callback are marked experimental; we rely on them knowingly
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+from .errors import BudgetError, SearchError, StorageError, StudyConfigError
+from .study_config import StudyConfig, load_study
+
+__all__ = ["StudyConfig", "load_study", "SearchError", "StudyConfigError", "StorageError", "BudgetError"]

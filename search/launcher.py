@@ -1,0 +1,107 @@
+"""``search run``: create or resume the study, set its budget, start K local workers, report the result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from training.data.sources import load_samples
+from training.errors import ConfigError, TrainingError
+from training.losses import check_loss_fits
+from training.runtime import resolve_runtime
+
+from .budget import counts
+from .errors import SearchError
+from .status import study_status
+from .storage import open_storage, redact
+from .study_config import StudyConfig
+from .worker import open_study, work
+
+__all__ = ["run_study", "preflight", "worker_env"]
+
+
+def preflight(sc: StudyConfig) -> None:
+    """Fail fast, before any trial, on what would fail every trial: a bad default config or missing data."""
+    cfg = sc.config_for(sc.default_params(), str(sc.path))
+    try:
+        resolve_runtime(cfg.train)  # fp16 on CPU, cuda without a GPU
+        if isinstance(cfg.model.pretrained, Path) and not cfg.model.pretrained.is_file():
+            raise ConfigError(f"model.pretrained: weights file '{cfg.model.pretrained}' does not exist; "
+                              "pass a state-dict file or true/false")
+        check_loss_fits(cfg.loss.name, load_samples(cfg.data).multilabel)
+    except TrainingError as e:
+        raise type(e)(f"{sc.path}: {e}") from None
+
+
+def worker_env(index: int, n_workers: int, trials_per_gpu: int = 1) -> dict[str, str]:
+    """GPU pinning round-robin (trials_per_gpu workers share a GPU); CPU threads split between workers."""
+    env = dict(os.environ)
+    gpus = torch.cuda.device_count()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str((index // trials_per_gpu) % gpus)
+        env["SEARCH_GPU_SHARE"] = str(trials_per_gpu)
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    env.setdefault("SEARCH_NUM_THREADS", str(threads))
+    return env
+
+
+def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
+           timeout: float | None, trials_per_gpu: int) -> int:
+    procs = []
+    for i in range(k):
+        cmd = [sys.executable, "-m", "search", "worker", "--study", str(sc.path), "--storage", url,
+               "--n-trials", str(n_trials), "--worker-index", str(i), "--output", str(output)]
+        cmd += ["--no-wandb"] if not use_wandb else []
+        cmd += ["--timeout", str(timeout)] if timeout else []
+        procs.append(subprocess.Popen(cmd, env=worker_env(i, k, trials_per_gpu)))
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return max(codes, key=abs)
+
+
+def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
+              use_wandb: bool, timeout: float | None, trials_per_gpu: int = 1) -> dict:
+    preflight(sc)
+    storage = open_storage(url)
+    study = open_study(sc, storage, url)
+    budget = n_trials or sc.spec.n_trials
+    study.set_user_attr("n_trials", budget)
+    gpus = torch.cuda.device_count()
+    k = workers or (gpus * trials_per_gpu if gpus else sc.spec.workers)
+    before = counts(study)
+    print(f"study '{sc.name}' in {redact(url)}: {before['complete'] + before['pruned']}/{budget} finished; "
+          f"{k} worker(s){f' on {gpus} GPU(s)' if gpus else ' on CPU'}", flush=True)
+    t0 = time.perf_counter()
+    if k == 1:
+        os.environ.setdefault("SEARCH_NUM_THREADS", str(os.cpu_count() or 1))
+        work(sc, url, n_trials=budget, output_root=output, use_wandb=use_wandb, timeout=timeout, worker_index=0)
+    else:
+        code = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu)
+        if code:
+            raise SearchError(f"a worker exited with code {code}; see its output above. "
+                              f"Rerun the same command to resume the study")
+    st = study_status(optuna.load_study(study_name=sc.name, storage=storage))
+    c = st["counts"]
+    summary = {"study": sc.name, "storage": redact(url), "budget": budget, "seconds": round(time.perf_counter() - t0, 1),
+               "complete": c.get("complete", 0), "pruned": c.get("pruned", 0), "failed": c.get("fail", 0),
+               "running": c.get("running", 0)}
+    if st["best"]:
+        summary.update(best_value=st["best"]["value"], best_trial=st["best"]["number"], best_params=st["best"]["params"])
+    return summary

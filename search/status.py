@@ -1,0 +1,29 @@
+"""``search status``: what a study holds, as a dict (printed or as JSON)."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from .budget import counts
+
+__all__ = ["study_status"]
+
+
+def study_status(study: optuna.Study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    c = counts(study)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(done, key=lambda t: t.value) if done else None
+    return {
+        "study": study.study_name,
+        "budget": study.user_attrs.get("n_trials"),
+        "finished": c["complete"] + c["pruned"],
+        "counts": {k: v for k, v in c.items() if v},
+        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
+                                           "per_class_f1": best.user_attrs.get("per_class_f1"),
+                                           "output_dir": best.user_attrs.get("output_dir")},
+        "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                    "reason": t.user_attrs.get("fail_reason"),
+                    "seconds": t.duration.total_seconds() if t.duration else None} for t in trials],
+    }

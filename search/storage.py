@@ -1,0 +1,116 @@
+"""The study store: Optuna's own RDBStorage (SQLite embedded by default, Postgres for parallel work).
+
+Passwords never leave this module in clear: :func:`redact` is applied to every URL we print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+
+import sqlalchemy.exc
+from optuna.storages import RDBStorage
+
+try:  # optuna >= 4.9 renamed it
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
+except ImportError:  # pragma: no cover
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
+
+from .errors import StorageError
+
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "RetryCallback"]
+
+DEFAULT_STORAGE = "sqlite:///studies.db"
+_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+
+
+def resolve_url(url: str | None) -> str:
+    """--storage, else $SEARCH_STORAGE, else the embedded SQLite file in the working directory."""
+    return url or os.environ.get("SEARCH_STORAGE") or DEFAULT_STORAGE
+
+
+def redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _check(url: str) -> None:
+    m = re.match(r"^([a-z0-9+]+)://", url)
+    if not m:
+        raise StorageError(f"storage URL '{redact(url)}' is malformed; use sqlite:///file.db or "
+                           "postgresql://user:pass@host:5432/db")
+    if m.group(1) == "postgres":
+        raise StorageError(f"storage URL '{redact(url)}': write postgresql:// (SQLAlchemy does not know postgres://)")
+    if m.group(1) not in _SCHEMES:
+        raise StorageError(f"storage URL scheme '{m.group(1)}' is not supported; use one of {', '.join(_SCHEMES)}")
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise StorageError(f"storage URL '{url}': folder '{folder}' does not exist; create it or change --storage")
+
+
+def open_storage(url: str, heartbeat_seconds: int | None = None, max_retries: int = 3,
+                 must_exist: bool = False) -> RDBStorage:
+    """An RDBStorage with a bounded connection pool, pre-ping (survives a database restart) and heartbeats.
+    ``must_exist``: for read-only commands, a missing SQLite file is an error (not a new empty store)."""
+    _check(url)
+    if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).expanduser().is_file():
+        raise StorageError(f"no study store at '{url}'; run `search run --study NAME` here first, or pass --storage")
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # parallel workers on one file: wait on a lock instead of failing with "database is locked"
+        engine_kwargs["connect_args"] = {"timeout": 120}
+    else:
+        # at most 3 connections per worker: 32 workers stay under Postgres' default max_connections (100)
+        engine_kwargs.update(pool_size=2, max_overflow=1, pool_recycle=600, pool_timeout=120,
+                             connect_args={"connect_timeout": 10})
+    kwargs: dict = {}
+    if heartbeat_seconds:
+        kwargs = dict(heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
+                      heartbeat_stale_trial_callback=RetryCallback(max_retry=max_retries,
+                                                                   inherit_intermediate_values=True))
+    with _schema_lock(url):
+        for attempt in range(6):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False, **kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                    sqlalchemy.exc.OperationalError) as e:
+                # workers creating the schema of a new store at once: one wins, the others retry
+                if attempt == 5 or not _is_create_race(e):
+                    _raise_open_error(url, e)
+                time.sleep(0.2 * (attempt + 1))
+            except Exception as e:
+                _raise_open_error(url, e)
+    raise AssertionError("unreachable")
+
+
+def _is_create_race(e: Exception) -> bool:
+    """Another worker created the same table/index/row between our check and our CREATE/INSERT."""
+    return isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """SQLite: one process at a time creates/upgrades the schema of a new file (SQLite's own locking does not
+    cover Optuna's check-then-CREATE, so three workers starting on an empty file raced on it). Postgres needs no
+    lock here: a lost race raises an error that the retry above absorbs."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        yield
+        return
+    lock_path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _raise_open_error(url: str, e: Exception) -> None:
+    """Driver errors carry the URL, password included: never print them raw."""
+    reason = redact(str(e).splitlines()[0]) if str(e) else e.__class__.__name__
+    raise StorageError(f"cannot open storage '{redact(url)}': {e.__class__.__name__}: {reason}; "
+                       "check the URL and that the database server is running") from None

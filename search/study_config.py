@@ -1,0 +1,195 @@
+"""Study files (``studies/<name>.yaml``): the fixed training config, the search space, sampler, pruner, W&B."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from training.config import RunConfig, dump_config, parse_config, read_yaml
+from training.errors import ConfigError
+
+from .errors import StudyConfigError
+from .space import Param, apply_params, defaults, get_path, space_hash
+
+__all__ = ["StudyConfig", "load_study", "resolve_study_path", "STUDIES_DIR", "is_study_file"]
+
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplerConfig(_Strict):
+    name: Literal["tpe", "random", "qmc"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = Field(10, ge=0)
+
+
+class PrunerConfig(_Strict):
+    name: Literal["median", "none"] = "median"
+    n_startup_trials: int = Field(5, ge=0, description="trials that finish before pruning starts")
+    n_warmup_steps: int = Field(1, ge=0, description="epochs of each trial that are never pruned")
+
+
+class WandbConfig(_Strict):
+    enabled: bool = True
+    project: str | None = None          # default: the study name
+    group: str | None = None            # default: the study name
+    entity: str | None = None
+    mode: Literal["auto", "offline", "online"] = Field("auto", description="auto: online when an API key is set")
+
+
+class Reliability(_Strict):
+    heartbeat_seconds: int = Field(10, ge=1, description="a RUNNING trial silent for 2x this is failed and retried")
+    max_retries: int = Field(3, ge=0, description="retries of a trial whose worker died")
+    max_failures: int | None = Field(None, ge=1, description="stop when this many trials failed; default: n_trials")
+
+
+class StudyFile(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    n_trials: int = Field(20, ge=1)
+    workers: int = Field(1, ge=1)
+    seed_trials_with_defaults: bool = Field(True, description="trial 0 runs every parameter's default")
+    training: dict[str, Any] = Field(default_factory=dict)
+    search_space: dict[str, Param] = Field(default_factory=dict)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    reliability: Reliability = Field(default_factory=Reliability)
+
+
+class StudyConfig:
+    """A validated study: ``base`` is the full resolved training config, ``space`` the searched paths."""
+
+    def __init__(self, spec: StudyFile, base: dict, path: Path) -> None:
+        self.spec, self.base, self.path = spec, base, path
+        self.name, self.space = spec.name, spec.search_space
+
+    @property
+    def space_hash(self) -> str:
+        return space_hash(self.space)
+
+    def default_params(self) -> dict[str, Any]:
+        return defaults(self.space, self.base)
+
+    def config_for(self, params: dict[str, Any], where: str) -> RunConfig:
+        return parse_config(apply_params(self.base, params), where)
+
+
+def is_study_file(raw: dict) -> bool:
+    return "search_space" in raw or "training" in raw
+
+
+def resolve_study_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise StudyConfigError(f"{p}: no such study file; pass a path or a name from {STUDIES_DIR}")
+        return p
+    for cand in (Path("studies") / f"{name_or_path}.yaml", STUDIES_DIR / f"{name_or_path}.yaml"):
+        if cand.is_file():
+            return cand
+    known = sorted(f.stem for f in STUDIES_DIR.glob("*.yaml"))
+    from training.registry import suggest
+
+    raise StudyConfigError(f"no study '{name_or_path}'{suggest(name_or_path, known)}; "
+                           f"known: {', '.join(known)} (or pass a path to a YAML file)")
+
+
+def load_study(name_or_path: str) -> StudyConfig:
+    path = resolve_study_path(name_or_path)
+    raw = read_yaml(path)
+    try:
+        spec = StudyFile.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+            from training.registry import suggest
+
+            valid = sorted(StudyFile.model_fields)
+            raise StudyConfigError(f"{path}: unknown key '{e['loc'][0]}'{suggest(str(e['loc'][0]), valid)}; "
+                                   f"valid keys: {', '.join(valid)}") from None
+        raise StudyConfigError(_format(err, path)) from None
+    try:
+        base = dump_config(parse_config(spec.training, str(path), prefix=("training",)))
+    except ConfigError as e:
+        raise StudyConfigError(str(e)) from None
+    study = StudyConfig(spec, base, path)
+    _check_space(study)
+    return study
+
+
+def _format(err: ValidationError, path: Path) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if e["type"] == "extra_forbidden":
+        from training.registry import suggest
+
+        field = StudyFile.model_fields.get(str(e["loc"][0]))  # the section (sampler, pruner, ...) holding the key
+        sub = field.annotation if field else None
+        valid = sorted(Param.model_fields) if e["loc"][0] == "search_space" else \
+            sorted(sub.model_fields) if isinstance(sub, type) and issubclass(sub, BaseModel) else []
+        return f"{path}: unknown key '{loc}'{suggest(str(e['loc'][-1]), valid)}" + \
+            (f"; valid keys: {', '.join(valid)}" if valid else "") + more
+    if e["type"] == "missing":
+        return f"{path}: missing required key '{loc}'{more}"
+    msg = e["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(e.get("input"), dict) else f" = {e.get('input')!r}"
+    return f"{path}: {loc}{shown}: {msg}{more}"
+
+
+def _check_space(study: StudyConfig) -> None:
+    """Every path exists, every default is in its distribution, every choice and bound is a valid config."""
+    where = str(study.path)
+    known = _flat_keys(study.base)
+    absent = object()  # get_path's MISSING default means "raise"
+    from training.registry import suggest
+
+    for key, p in study.space.items():
+        if get_path(study.base, key, absent) is absent:
+            raise StudyConfigError(f"{where}: search_space.{key} is not a training config key{suggest(key, known)}; "
+                                   "keys look like optimizer.lr or model.dropout")
+        for cond in p.when:
+            if cond not in study.space and get_path(study.base, cond, absent) is absent:
+                raise StudyConfigError(f"{where}: search_space.{key}.when: '{cond}' is not a training config key or "
+                                       f"searched path{suggest(cond, known)}; keys look like optimizer.name")
+    dflt = study.default_params()
+    for key, p in study.space.items():
+        if key in dflt and dflt[key] is None:
+            raise StudyConfigError(f"{where}: search_space.{key} has no default; add 'default:' or set training.{key}")
+        if key in dflt and (why := p.check(dflt[key])) and p.default is None:
+            inside = "with one of the choices" if p.kind == "categorical" else "inside the range"
+            raise StudyConfigError(f"{where}: search_space.{key}: its default {dflt[key]!r} (from training.{key}) is "
+                                   f"{why}; add 'default:' {inside}")
+        if key in dflt and why:
+            fix = "use one of the choices or add it to them" if p.kind == "categorical" else \
+                "put it inside the range or widen low/high"
+            raise StudyConfigError(f"{where}: search_space.{key}.default = {dflt[key]!r} is {why}; {fix}")
+    try:
+        study.config_for(dflt, f"{where} (search_space defaults)")
+    except ConfigError as e:
+        raise StudyConfigError(str(e)) from None
+    for key, p in study.space.items():
+        values = p.choices if p.kind == "categorical" else [p.low, p.high]
+        if p.kind == "int":
+            values = [int(v) for v in values]
+        for v in values:
+            try:
+                study.config_for({**dflt, key: v}, f"{where}: search_space.{key} value {v!r}")
+            except ConfigError as e:
+                raise StudyConfigError(str(e)) from None
+
+
+def _flat_keys(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.append(key)
+        if isinstance(v, dict):
+            out += _flat_keys(v, key + ".")
+    return out

@@ -1,0 +1,143 @@
+"""A worker: pull trials from the store until the study holds its budget of finished trials."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .batch import apply_gpu_share
+from .budget import budget_lock, claim, counts, top_up
+from .errors import BudgetError, StorageError
+from .objective import TrialContext, WorkerStopped, run_trial
+from .resilience import with_store_retry
+from .storage import open_storage, redact
+from .study_config import StudyConfig
+
+__all__ = ["open_study", "work", "budget_of", "WorkerResult"]
+
+log = logging.getLogger(__name__)
+
+
+def _sampler(sc: StudyConfig, worker_index: int | None) -> optuna.samplers.BaseSampler:
+    s = sc.spec.sampler
+    seed = None if s.seed is None else s.seed + (worker_index if worker_index is not None else os.getpid())
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.TPESampler(n_startup_trials=s.n_startup_trials, seed=seed, multivariate=True,
+                                      group=True, constant_liar=True)
+
+
+def _pruner(sc: StudyConfig) -> optuna.pruners.BasePruner:
+    p = sc.spec.pruner
+    if p.name == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+
+
+def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None) -> optuna.Study:
+    study = optuna.create_study(study_name=sc.name, storage=storage, direction="maximize",
+                                sampler=_sampler(sc, worker_index), pruner=_pruner(sc), load_if_exists=True)
+    have = study.user_attrs.get("space_hash")
+    if have and have != sc.space_hash:
+        raise StorageError(f"study '{sc.name}' in {redact(url)} was created with a different search space; "
+                           "give the study a new name: in its file, or use another --storage")
+    if not have:
+        study.set_user_attr("space_hash", sc.space_hash)
+        study.set_user_attr("study_file", str(sc.path))
+    return study
+
+
+def budget_of(study: optuna.Study, sc: StudyConfig, n_trials: int | None) -> int:
+    if n_trials is not None:
+        return n_trials
+    return int(study.user_attrs.get("n_trials", sc.spec.n_trials))
+
+
+@dataclass
+class WorkerResult:
+    trials_run: int
+    finished: int
+    budget: int
+
+
+def _install_signal_handlers() -> None:
+    def stop(signum, frame):
+        raise WorkerStopped(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def work(sc: StudyConfig, url: str, *, n_trials: int | None = None, output_root: Path = Path("runs"),
+         use_wandb: bool = True, timeout: float | None = None, worker_index: int | None = None) -> WorkerResult:
+    """Claim and run trials until ``complete + pruned >= budget``; a bad trial never ends the loop."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _install_signal_handlers()
+    apply_gpu_share()
+    rel = sc.spec.reliability
+    storage = open_storage(url, heartbeat_seconds=rel.heartbeat_seconds, max_retries=rel.max_retries)
+    study = open_study(sc, storage, url, worker_index)
+    budget = budget_of(study, sc, n_trials)
+    max_failures = rel.max_failures or budget
+    tag = f"w{worker_index if worker_index is not None else os.getpid()}"
+    ctx = TrialContext(sc, storage, Path(output_root), use_wandb, tag)
+    first = sc.default_params() if sc.spec.seed_trials_with_defaults else None
+    deadline = time.monotonic() + timeout if timeout else None
+    ran = 0
+    while not (deadline and time.monotonic() > deadline):
+        state, trial = with_store_retry(lambda: _survey_and_claim(study, budget, max_failures, storage, url, first),
+                                        "claim a trial")
+        if state.done >= budget:
+            break
+        if len(state.failed) >= max_failures:
+            raise BudgetError(f"study '{sc.name}': {len(state.failed)} trials failed (limit reliability.max_failures="
+                              f"{max_failures}); last reason: {state.failed[-1].user_attrs['fail_reason']}")
+        if ctx.best is None:
+            ctx.best = state.best
+        if trial is None:  # all tokens taken by running trials; wait in case one of them dies
+            time.sleep(min(rel.heartbeat_seconds, 2.0))
+            continue
+        run_trial(trial, ctx)
+        ran += 1
+    c = with_store_retry(lambda: counts(study), "read the study")
+    return WorkerResult(ran, c["complete"] + c["pruned"], budget)
+
+
+@dataclass
+class _Survey:
+    done: int
+    failed: list
+    best: float | None
+
+
+def _survey_and_claim(study: optuna.Study, budget: int, max_failures: int, storage, url: str,
+                      first: dict | None) -> tuple[_Survey, optuna.Trial | None]:
+    """Under the study lock: fail dead workers' trials (re-queued with their params), count, top up, claim."""
+    with budget_lock(storage, url, study.study_name):
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}  # re-queued: not lost
+        state = _Survey(
+            done=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
+            failed=[t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")
+                    and t.number not in retried],
+            best=max((t.value for t in trials if t.state == TrialState.COMPLETE), default=None))
+        if state.done >= budget or len(state.failed) >= max_failures:
+            return state, None
+        top_up(study, budget, first)
+        if storage.get_heartbeat_interval():
+            # Optuna never counts a RUNNING trial without any heartbeat as stale, so the trial we are about to
+            # claim gets one first: a worker killed right after its claim still leaves a trial that goes stale
+            nxt = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if nxt:
+                storage.record_heartbeat(nxt[0]._trial_id)
+        return state, claim(study)

@@ -1,0 +1,26 @@
+"""Run the real `search` CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", SEARCH_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def search(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def search_bg(*args: str, cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+    fh = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "search", *args], cwd=cwd, env=cli_env(**env),
+                            stdout=fh, stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,524 @@
+"""The bad-input corpus: every user mistake, through the real ``search`` CLI, ends with exit code != 0, no
+traceback, and exactly one stderr line ``error: ...`` that names the problem and says what to do. Cases that
+touch a study store check that the store is unchanged afterwards.
+
+A `search` process imports torch (~6 CPU-seconds), so every case runs the real entry point ``search.cli.main()``
+in this process (tests/incli.py: argv, working directory, environment, fd-level stdout/stderr, logging and
+warnings as a fresh process has them; process-global state put back after each call). A representative few
+(SUBPROCESS) also run as real `search` processes and must agree with their in-process run.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from incli import run_main
+
+ROOT = Path(__file__).resolve().parent.parent
+_BIN = Path(sys.executable).parent / "search"
+SEARCH = str(_BIN if _BIN.exists() else ROOT / ".venv" / "bin" / "search")
+TIMEOUT = 180
+SECRET = "s3cretpw"
+
+# ------------------------------------------------------------------ tiny inputs
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+RED, BLUE = _png((200, 30, 30)), _png((30, 30, 200))
+
+TRAIN = {
+    "seed": 0,
+    "data": {"source": "digits", "limit": 60, "image_size": 8},  # 12 val images >= 10 classes
+    "model": {"name": "test_resnet"},
+    "loss": {"name": "ce"},
+    "optimizer": {"name": "adamw", "lr": 0.003},
+    "scheduler": {"name": "none"},
+    "train": {"epochs": 1, "batch_size": 16, "device": "cpu"},
+}
+SPACE = {"optimizer.lr": {"low": 1.0e-4, "high": 1.0e-1, "log": True}}
+STUDY = {"name": "tiny", "n_trials": 1, "workers": 1, "training": TRAIN, "search_space": SPACE,
+         "sampler": {"name": "random", "seed": 0}}
+
+
+def train_yaml(**sections) -> str:
+    """TRAIN with sections merged in (``data`` and non-dict values replace)."""
+    d = copy.deepcopy(TRAIN)
+    for k, v in sections.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) and k != "data" else v
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def study_yaml(space: dict | None = None, training: dict | None = None, **top) -> str:
+    """STUDY with ``space`` entries added to the search space, ``training`` sections merged, top keys set."""
+    d = copy.deepcopy(STUDY)
+    d["search_space"].update(space or {})
+    for k, v in (training or {}).items():
+        d["training"][k] = {**d["training"][k], **v} if isinstance(v, dict) and k in d["training"] else v
+    d.update(top)
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def data(**kw) -> dict:
+    return {"image_size": 8, **kw}
+
+
+# ------------------------------------------------------------------ cases
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]                  # after `search`
+    expect: tuple[str, ...]                # substrings of the one error line: the problem and the fix
+    files: dict = field(default_factory=dict)  # relative path -> str | bytes; a path ending in "/" is a folder
+    store: bool = False                    # start from a copy of the template store (studies.db) and check it
+    forbid: tuple[str, ...] = ()           # must appear nowhere in stdout/stderr
+
+
+TRAIN_ARGS = ("train", "--config", "cfg.yaml", "--output", "out")
+RUN_ARGS = ("run", "--study", "study.yaml", "--no-wandb", "--output", "out")
+DB = "sqlite:///studies.db"
+
+
+def tcase(id: str, cfg: str, *expect: str, files: dict | None = None) -> Case:
+    return Case(id, TRAIN_ARGS, expect, {"cfg.yaml": cfg, **(files or {})})
+
+
+def scase(id: str, study: str, *expect: str) -> Case:
+    return Case(id, RUN_ARGS, expect, {"study.yaml": study})
+
+
+def folder(**classes: list[bytes]) -> dict:
+    return {f"photos/{c}/{i}.png": b for c, imgs in classes.items() for i, b in enumerate(imgs)}
+
+
+CASES = [
+    # -------- training config: unknown keys at every level, with the near name
+    tcase("train-key-top-optimzer", train_yaml(optimzer={"lr": 0.01}),
+          "cfg.yaml", "unknown key 'optimzer'", "did you mean 'optimizer'"),
+    tcase("train-key-optimizer-lrr", train_yaml(optimizer={"lrr": 0.01}),
+          "unknown key 'optimizer.lrr'", "did you mean 'lr'"),
+    tcase("train-key-data-image_sise", train_yaml(data={**TRAIN["data"], "image_sise": 16}),
+          "unknown key 'data.image_sise'", "did you mean 'image_size'"),
+    tcase("train-key-model-dropuot", train_yaml(model={"dropuot": 0.1}),
+          "unknown key 'model.dropuot'", "did you mean 'dropout'"),
+    tcase("train-key-loss-label_smothing", train_yaml(loss={"label_smothing": 0.1}),
+          "unknown key 'loss.label_smothing'", "did you mean 'label_smoothing'"),
+    tcase("train-key-scheduler-step_sise", train_yaml(scheduler={"name": "step", "step_sise": 2}),
+          "unknown key 'scheduler.step_sise'", "did you mean 'step_size'"),
+    tcase("train-key-train-batch_sze", train_yaml(train={"batch_sze": 8}),
+          "unknown key 'train.batch_sze'", "did you mean 'batch_size'"),
+    tcase("train-key-augment-maen", train_yaml(augment={"maen": [0.5, 0.5, 0.5]}),
+          "unknown key 'augment.maen'", "did you mean 'mean'"),
+    # -------- training config: wrong types and values
+    tcase("train-lr-string", train_yaml(optimizer={"lr": "fast"}),
+          "optimizer.lr", "'fast'", "valid number"),
+    tcase("train-epochs-list", train_yaml(train={"epochs": [1, 2]}),
+          "train.epochs", "[1, 2]", "valid integer"),
+    tcase("train-val_fraction-0", train_yaml(data={**TRAIN["data"], "val_fraction": 0}),
+          "data.val_fraction = 0", "greater than 0"),
+    tcase("train-val_fraction-1", train_yaml(data={**TRAIN["data"], "val_fraction": 1}),
+          "data.val_fraction = 1", "less than 1"),
+    tcase("train-batch_size-0", train_yaml(train={"batch_size": 0}),
+          "train.batch_size = 0", "between 1 and"),
+    tcase("train-dropout-negative", train_yaml(model={"dropout": -0.1}),
+          "model.dropout = -0.1", "greater than or equal to 0"),
+    tcase("train-age_bins-out-of-order", train_yaml(data=data(source="mask", root="images", age_bins=[60, 30])),
+          "data.age_bins", "[60, 30]", "0 < first < second"),
+    tcase("train-milestones-decreasing", train_yaml(scheduler={"name": "multistep", "milestones": [20, 10]}),
+          "scheduler.milestones", "[20, 10]", "increasing", "[10, 20]"),
+    tcase("train-precision-fp16-on-cpu", train_yaml(train={"precision": "fp16"}),
+          "train.precision = 'fp16'", "needs a CUDA GPU", "bf16 or fp32"),
+    tcase("train-device-cuda-no-gpu", train_yaml(train={"device": "cuda"}),
+          "train.device = 'cuda'", "no CUDA GPU", "use auto or cpu"),
+    tcase("train-pretrained-missing-file", train_yaml(model={"pretrained": "weights/resnet.pth"}),
+          "model.pretrained", "weights/resnet.pth", "does not exist", "true/false"),
+    tcase("train-loss-bce-on-single-label", train_yaml(loss={"name": "bce"}),
+          "loss.name = 'bce'", "single-label", "use ce or focal"),
+    # -------- unknown registry names
+    tcase("train-unknown-model", train_yaml(model={"name": "resnet999"}),
+          "model.name", "unknown timm model 'resnet999'", "timm.list_models"),
+    tcase("train-unknown-loss", train_yaml(loss={"name": "focall"}),
+          "loss.name", "unknown loss 'focall'", "did you mean 'focal'", "valid: "),
+    tcase("train-unknown-optimizer", train_yaml(optimizer={"name": "adamm"}),
+          "optimizer.name", "unknown optimizer 'adamm'", "did you mean 'adam", "valid: "),
+    tcase("train-unknown-scheduler", train_yaml(scheduler={"name": "cosin"}),
+          "scheduler.name", "unknown scheduler 'cosin'", "did you mean 'cosine'", "valid: "),
+    tcase("train-unknown-data-source", train_yaml(data=data(source="folder", root="photos")),
+          "data.source = 'folder'", "not a data source", "valid: digits, imagefolder, csv, mask"),
+    # -------- YAML files
+    tcase("yaml-invalid-syntax", "data: {source: digits\nmodel: [resnet\n",
+          "cfg.yaml", "not valid YAML", "fix the syntax"),
+    tcase("yaml-top-level-list", "- data\n- model\n",
+          "cfg.yaml", "top level must be a mapping", "got list"),
+    Case("yaml-config-missing", ("train", "--config", "nope/cfg.yaml"),
+         ("nope/cfg.yaml", "no such config file", "pass an existing YAML path")),
+    # -------- data on disk
+    tcase("data-imagefolder-root-missing", train_yaml(data=data(source="imagefolder", root="photos")),
+          "data.root", "'photos' does not exist", "one sub-folder per class"),
+    tcase("data-imagefolder-class-empty", train_yaml(data=data(source="imagefolder", root="photos")),
+          "photos/dog", "holds no images", "add images or remove it",
+          files={**folder(cat=[RED, RED]), "photos/dog/": None}),
+    tcase("data-imagefolder-one-class", train_yaml(data=data(source="imagefolder", root="photos")),
+          "'photos' has 1 class folder", "at least 2", files=folder(cat=[RED, RED, RED])),
+    tcase("data-image-corrupt", train_yaml(data=data(source="imagefolder", root="photos", on_bad_image="fail")),
+          "photos/dog/bad.png", "cannot read image", "data.on_bad_image: skip",
+          files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE]), "photos/dog/bad.png": b"\x89PNG\r\n\x1a\nnot really"}),
+    tcase("data-image-zero-bytes", train_yaml(data=data(source="imagefolder", root="photos", on_bad_image="fail")),
+          "photos/cat/empty.png", "0 bytes", "data.on_bad_image: skip",
+          files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE, BLUE]), "photos/cat/empty.png": b""}),
+    tcase("data-csv-missing-column", train_yaml(data=data(source="csv", file="labels.csv", label_columns=["label"])),
+          "labels.csv", "missing column(s) path", "file, label", "data.image_column",
+          files={"labels.csv": "file,label\na.png,cat\nb.png,dog\n", "a.png": RED, "b.png": BLUE}),
+    tcase("data-csv-label-not-in-classes",
+          train_yaml(data=data(source="csv", file="labels.csv", label_columns=["label"], classes=["cat", "dog"])),
+          "labels.csv", "row 4", "'bird'", "data.classes", "add it or fix the row",
+          files={"labels.csv": "path,label\na.png,cat\nb.png,dog\nc.png,bird\n", "a.png": RED, "b.png": BLUE,
+                 "c.png": RED}),
+    tcase("data-csv-multilabel-not-0-1",
+          train_yaml(data=data(source="csv", file="labels.csv", label_columns=["cat", "dog"]), loss={"name": "bce"}),
+          "labels.csv", "row 3", "column 'dog' = '2'", "0 or 1",
+          files={"labels.csv": "path,cat,dog\na.png,1,0\nb.png,0,2\n", "a.png": RED, "b.png": BLUE}),
+    tcase("data-mask-folder-bad-name", train_yaml(data=data(source="mask", root="images")),
+          "folder 'person1'", "<id>_<male|female>_<race>_<age>", "rename or move it",
+          files={"images/000001_female_Asian_45/mask1.png": RED, "images/person1/mask1.png": RED}),
+    tcase("data-mask-file-bad-name", train_yaml(data=data(source="mask", root="images")),
+          "mask_x", "mask1..mask5, incorrect_mask or normal", "rename or remove it",
+          files={"images/000001_female_Asian_45/mask1.png": RED, "images/000001_female_Asian_45/mask_x.png": RED}),
+    # -------- study files: unknown keys at every level, with the near name
+    scase("study-key-top-n_trails", study_yaml(n_trails=3),
+          "study.yaml", "unknown key 'n_trails'", "did you mean 'n_trials'"),
+    scase("study-key-param-hgh", study_yaml({"model.dropout": {"low": 0.0, "hgh": 0.5}}),
+          "unknown key 'search_space.model.dropout.hgh'", "did you mean 'high'"),
+    scase("study-key-sampler", study_yaml(sampler={"name": "tpe", "n_startup_trails": 3}),
+          "unknown key 'sampler.n_startup_trails'", "did you mean 'n_startup_trials'"),
+    scase("study-key-pruner", study_yaml(pruner={"name": "median", "n_warmup_step": 2}),
+          "unknown key 'pruner.n_warmup_step'", "did you mean 'n_warmup_steps'"),
+    scase("study-key-wandb", study_yaml(wandb={"projet": "x"}),
+          "unknown key 'wandb.projet'", "did you mean 'project'"),
+    scase("study-key-reliability", study_yaml(reliability={"heartbeat_secs": 5}),
+          "unknown key 'reliability.heartbeat_secs'", "did you mean 'heartbeat_seconds'"),
+    scase("study-key-training-optimzer", study_yaml(training={"optimzer": {"lr": 0.01}}),
+          "unknown key 'training.optimzer'", "did you mean 'optimizer'"),
+    scase("study-key-training-optimizer-lrr", study_yaml(training={"optimizer": {"lrr": 0.01}}),
+          "unknown key 'training.optimizer.lrr'", "did you mean 'lr'"),
+    # -------- study files: search-space values
+    scase("space-low-above-high", study_yaml({"optimizer.lr": {"low": 0.1, "high": 0.001}}),
+          "search_space.optimizer.lr", "low (0.1) > high (0.001)", "swap them"),
+    scase("space-empty-choices", study_yaml({"optimizer.name": {"choices": []}}),
+          "search_space.optimizer.name", "choices is empty", "list at least one value"),
+    scase("space-log-low-zero", study_yaml({"optimizer.weight_decay": {"low": 0.0, "high": 0.1, "log": True}}),
+          "search_space.optimizer.weight_decay", "log scale needs low > 0", "low=0.0"),
+    scase("space-path-not-a-key", study_yaml({"optimizer.lrate": {"low": 0.001, "high": 0.1}}),
+          "search_space.optimizer.lrate is not a training config key", "did you mean 'optimizer.lr'"),
+    scase("space-default-outside-range", study_yaml({"model.dropout": {"low": 0.0, "high": 0.5, "default": 0.8}}),
+          "search_space.model.dropout.default = 0.8", "outside [0.0, 0.5]", "inside the range"),
+    scase("space-choice-unknown-optimizer", study_yaml({"optimizer.name": {"choices": ["adamw", "sgdd"]}}),
+          "search_space.optimizer.name", "unknown optimizer 'sgdd'", "did you mean 'sgd'"),
+    scase("space-choice-unknown-loss", study_yaml({"loss.name": {"choices": ["ce", "focall"]}}),
+          "search_space.loss.name", "unknown loss 'focall'", "did you mean 'focal'"),
+    scase("space-choice-unknown-scheduler", study_yaml({"scheduler.name": {"choices": ["cosine", "stepp"]}},
+                                                      training={"scheduler": {"name": "cosine"}}),
+          "search_space.scheduler.name", "unknown scheduler 'stepp'", "did you mean 'step'"),
+    scase("space-when-unknown-path", study_yaml({"optimizer.momentum": {"low": 0.8, "high": 0.99,
+                                                                         "when": {"optimizer.nmae": "sgd"}}}),
+          "search_space.optimizer.momentum.when", "'optimizer.nmae'", "did you mean 'optimizer.name'"),
+    Case("study-unknown-name", ("run", "--study", "dmeo", "--no-wandb"),
+         ("no study 'dmeo'", "did you mean 'demo'", "pass a path")),
+    # -------- command line
+    Case("cli-missing-study-option", ("run", "--no-wandb"), ("Missing option '--study'", "search run --help")),
+    Case("cli-unknown-command", ("trian", "--config", "cfg.yaml"), ("No such command 'trian'", "Did you mean 'train'")),
+    # -------- storage URLs (the passwords in them must never be printed)
+    Case("storage-unreachable", RUN_ARGS + ("--storage", "postgresql://postgres@127.0.0.1:1/x"),
+         ("cannot open storage 'postgresql://postgres@127.0.0.1:1/x'", "database server is running"),
+         {"study.yaml": study_yaml()}),
+    Case("storage-password-redacted", ("status", "--study", "tiny", "--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/db"),
+         ("cannot open storage 'postgresql://u:***@127.0.0.1:1/db'", "check the URL"), forbid=(SECRET,)),
+    Case("storage-malformed-url", ("dashboard", "--storage", "notaurl"),
+         ("'notaurl' is malformed", "use sqlite:///file.db"), forbid=("http://127.0.0.1:8080",)),
+    Case("storage-unsupported-scheme", ("status", "--study", "tiny", "--storage", "redis://127.0.0.1:6379/0"),
+         ("scheme 'redis' is not supported", "use one of sqlite, postgresql")),
+    Case("storage-sqlite-folder-missing", ("best", "--study", "tiny", "--storage", "sqlite:///nofolder/studies.db"),
+         ("nofolder", "does not exist", "create it or change --storage")),
+    # -------- an existing store: the command fails and the store is unchanged
+    Case("store-study-clash-new-space", RUN_ARGS + ("--storage", DB),
+         ("study 'tiny'", "different search space", "give the study a new name"),
+         {"study.yaml": study_yaml({"model.dropout": {"low": 0.0, "high": 0.5}})}, store=True),
+    Case("store-best-no-finished-trial", ("best", "--study", "nofinish", "--storage", DB),
+         ("study 'nofinish' has no completed trial", "search run --study nofinish"), store=True),
+    Case("store-best-export-missing-folder", ("best", "--study", "tiny", "--storage", DB, "--export", "out/best.yaml"),
+         ("--export out/best.yaml", "folder 'out' does not exist", "create it"), store=True),
+    Case("store-status-unknown-study", ("status", "--study", "tinny", "--storage", DB),
+         ("no study 'tinny'", "did you mean 'tiny'", "it holds: nofinish, tiny"), store=True),
+]
+
+# ------------------------------------------------------------------ running
+#
+# Every case runs in-process: the real entry point ``search.cli.main()`` with the argv, working directory and
+# environment a `search` process would get, its stdout/stderr read at the file-descriptor level (tests/incli.py).
+# The cases in SUBPROCESS also run as real `search` processes (in the background, while the in-process cases run)
+# and must give the same exit status and error line there: the real process boundary stays covered.
+
+SUBPROCESS = ("study-key-top-n_trails", "storage-password-redacted", "data-image-corrupt",
+              "store-best-no-finished-trial", "cli-unknown-command")
+DROP = ("SEARCH_STORAGE", "WANDB_API_KEY")
+
+
+def _env_set(cache: Path) -> dict[str, str]:
+    return dict(WANDB_MODE="offline", WANDB_SILENT="true", SEARCH_CACHE_DIR=str(cache), SEARCH_NUM_THREADS="1",
+                PYTHONUNBUFFERED="1")
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in DROP}
+    env.update(_env_set(cache))
+    return env
+
+
+def _search(args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([SEARCH, *args], cwd=cwd, env=_env(cache), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def _snapshot(db: Path) -> dict:
+    """Every study, its attributes, trials, values, params and trial attributes: the store's whole content."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        q = {
+            "studies": "SELECT study_id, study_name FROM studies",
+            "study_attrs": "SELECT study_id, key, value_json FROM study_user_attributes",
+            "trials": "SELECT trial_id, number, study_id, state, datetime_start, datetime_complete FROM trials",
+            "values": "SELECT trial_id, objective, value FROM trial_values",
+            "params": "SELECT trial_id, param_name, param_value FROM trial_params",
+            "trial_attrs": "SELECT trial_id, key, value_json FROM trial_user_attributes",
+            "steps": "SELECT trial_id, step, intermediate_value FROM trial_intermediate_values",
+        }
+        return {k: sorted(c.execute(v).fetchall(), key=repr) for k, v in q.items()}
+
+
+# a study that holds only a failed trial, as a run whose every trial failed leaves it; in its own process, since
+# the template is built on a background thread while in-process cases own this process's stderr and warnings
+_NOFINISH = """
+import sys
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.create_study(study_name="nofinish", storage=f"sqlite:///{sys.argv[1]}", direction="maximize")
+t = study.ask({"optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)})
+t.set_user_attr("fail_reason", "training loss became nan at epoch 1; lower optimizer.lr or use bf16/fp32")
+study.tell(t, state=TrialState.FAIL)
+"""
+
+
+def _make_template(root: Path, cache: Path) -> Path:
+    """A real store: `search run` of a 1-trial study ('tiny', one COMPLETE trial), plus a study 'nofinish' that
+    holds only a failed trial."""
+    (root / "tiny.yaml").write_text(study_yaml())
+    r = _search(("run", "--study", "tiny.yaml", "--storage", DB, "--no-wandb", "--output", "runs"), root, cache)
+    assert r.returncode == 0, f"template `search run` failed:\n{r.stdout}\n{r.stderr}"
+    r = subprocess.run([sys.executable, "-c", _NOFINISH, str(root / "studies.db")], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 0, f"template study 'nofinish' failed:\n{r.stdout}\n{r.stderr}"
+    snap = _snapshot(root / "studies.db")
+    assert len(snap["studies"]) == 2 and len(snap["trials"]) == 2 and len(snap["values"]) == 1, snap
+    return root / "studies.db"
+
+
+@dataclass
+class Outcome:
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+    before: dict | None = None
+    after: dict | None = None
+    db_created: bool = False
+    inputs_changed: list[str] = field(default_factory=list)
+
+
+def _write_files(cwd: Path, files: dict) -> None:
+    for rel, content in files.items():
+        p = cwd / rel
+        if rel.endswith("/"):
+            p.mkdir(parents=True, exist_ok=True)
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
+
+
+def _run_case(case: Case, cwd: Path, template: Future | None, run) -> Outcome:
+    """Set up the case's files (and store) in ``cwd``, ``run(args, cwd)``, and record what changed."""
+    _write_files(cwd, case.files)
+    inputs = {rel: (cwd / rel).read_bytes() for rel in case.files if not rel.endswith("/")}
+    before = None
+    if case.store:
+        shutil.copy(template.result(), cwd / "studies.db")
+        before = _snapshot(cwd / "studies.db")
+    had_db = (cwd / "studies.db").exists()
+    t0 = time.perf_counter()
+    r = run(case.args, cwd)
+    out = Outcome(r.returncode, r.stdout, r.stderr, time.perf_counter() - t0, before)
+    if case.store:
+        out.after = _snapshot(cwd / "studies.db")
+    out.db_created = not had_db and (cwd / "studies.db").exists()
+    out.inputs_changed = [rel for rel, b in inputs.items() if not (cwd / rel).is_file() or (cwd / rel).read_bytes() != b]
+    return out
+
+
+@dataclass
+class Background:
+    template: Future | None          # the template store (studies.db), when a selected case needs it
+    runs: dict[str, Future]          # case id -> (cwd, Outcome) of its real `search` process
+    cache: Path                      # the decode cache of the in-process runs
+
+
+@pytest.fixture(scope="module")
+def background(request, tmp_path_factory):
+    """Starts, on one background thread, the template store and the selected SUBPROCESS cases, each a real
+    `search` process; the in-process cases run meanwhile (one core each on this 2-core machine)."""
+    selected = {(item.originalname, item.callspec.params["case"].id) for item in request.session.items
+                if item.module is request.module and "case" in getattr(getattr(item, "callspec", None), "params", {})}
+    by_id = {c.id: c for c in CASES}
+    subs = [c for c in CASES if ("test_bad_input_subprocess", c.id) in selected]
+    base = tmp_path_factory.mktemp("bad-input")
+    cache = base / "decode-cache"
+    pool = ThreadPoolExecutor(max_workers=1)
+    template = None
+    if any(by_id[cid].store for _, cid in selected):
+        (base / "template").mkdir()
+        template = pool.submit(_make_template, base / "template", cache)
+
+    def sub(c: Case) -> tuple[Path, Outcome]:
+        (base / c.id).mkdir()
+        return base / c.id, _run_case(c, base / c.id, template, lambda args, cwd: _search(args, cwd, cache))
+
+    runs = {c.id: pool.submit(sub, c) for c in sorted(subs, key=lambda c: c.store)}  # store cases after the template
+    yield Background(template, runs, base / "decode-cache-inproc")
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_process(bg: Background, capfd, monkeypatch):
+    def run(args, cwd: Path) -> subprocess.CompletedProcess:
+        return run_main(args, cwd=cwd, capfd=capfd, monkeypatch=monkeypatch, env=_env_set(bg.cache), drop=DROP)
+    return run
+
+
+# ------------------------------------------------------------------ the assertions
+
+_LOG = re.compile(r"^(INFO|DEBUG) [\w.]+: ")  # progress lines of the CLI's own logging format
+
+
+def meaningful(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.strip() and not _LOG.match(ln)]
+
+
+def check(case: Case, r: Outcome, how: str) -> None:
+    shown = f"`search {' '.join(case.args)}` ({how}) -> rc {r.rc}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
+    assert r.rc != 0, f"a user mistake must fail\n{shown}"
+    assert "Traceback" not in r.stdout + r.stderr, f"a traceback reached the user\n{shown}"
+    lines = meaningful(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"want exactly one 'error: ' line\n{shown}"
+    missing = [s for s in case.expect if s not in lines[0]]
+    assert not missing, f"the error line lacks {missing}:\n  {lines[0]}"
+    leaked = [s for s in case.forbid if s in r.stdout + r.stderr]
+    assert not leaked, f"output leaks {leaked}\n{shown}"
+    assert not r.inputs_changed, f"the command changed its input files {r.inputs_changed}\n{shown}"
+    if case.store:
+        assert r.after == r.before, f"the store changed:\n before {r.before}\n after  {r.after}\n{shown}"
+        assert len(r.after["trials"]) == 2 and len(r.after["values"]) == 1
+    else:
+        assert not r.db_created, f"a failed command created studies.db\n{shown}"
+
+
+def test_corpus_is_large_and_ids_unique():
+    assert len(CASES) >= 55
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert set(SUBPROCESS) <= {c.id for c in CASES}
+
+
+def test_in_process_runner_sees_what_a_process_prints(tmp_path, capfd, monkeypatch) -> None:
+    """The harness itself: log records (the root handler of main()'s basicConfig, optuna's own handler), warnings
+    and raw fd-2 writes reach the captured stderr; the exit status and an uncaught traceback come back as a process
+    gives them; the environment and the logging setup are put back."""
+    import logging
+    import warnings
+
+    import optuna
+
+    import search.cli
+
+    root_handlers = logging.getLogger().handlers[:]
+    # optuna's handler, as an earlier test in this session may leave it: bound to a capture file closed since
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    handler = optuna.logging._default_handler
+    stale = open(tmp_path / "closed.txt", "w")
+    stale.close()
+    monkeypatch.setattr(handler, "stream", stale)
+
+    def noisy(standalone_mode: bool) -> int:
+        logging.getLogger("search.fake").warning("via-root")
+        optuna.logging.get_logger("optuna.fake").warning("via-optuna")
+        warnings.warn("via-warnings", UserWarning)
+        os.write(2, b"via-fd-2\n")
+        print("via-stdout")
+        os.environ["SEARCH_FAKE"] = "leaked"
+        return 3
+
+    def crash(standalone_mode: bool) -> int:
+        raise RuntimeError("boom")
+
+    for _ in range(2):  # the second call sees the handlers the first one left
+        monkeypatch.setattr(search.cli, "app", noisy)
+        r = run_main(("x",), cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+        assert r.returncode == 3, r
+        assert [s for s in ("via-root", "via-optuna", "via-warnings", "via-fd-2") if s not in r.stderr] == [], r
+        assert r.stdout == "via-stdout\n" and "Logging error" not in r.stderr, r
+        assert "SEARCH_FAKE" not in os.environ
+        assert logging.getLogger().handlers == root_handlers and handler.stream is stale
+    monkeypatch.setattr(search.cli, "app", crash)
+    r = run_main(("x",), cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "RuntimeError: boom" in r.stderr, r
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, background: Background, tmp_path, capfd, monkeypatch) -> None:
+    check(case, _run_case(case, tmp_path, background.template, _in_process(background, capfd, monkeypatch)),
+          "in-process")
+
+
+SUB_CASES = [c for c in CASES if c.id in SUBPROCESS]
+
+
+@pytest.mark.parametrize("case", SUB_CASES, ids=[c.id for c in SUB_CASES])
+def test_bad_input_subprocess(case: Case, background: Background, tmp_path, capfd, monkeypatch) -> None:
+    """The real `search` process: the same checks, and the same exit status and error line as in-process."""
+    cwd, r = background.runs[case.id].result()
+    check(case, r, "subprocess")
+    mine = _run_case(case, tmp_path, background.template, _in_process(background, capfd, monkeypatch))
+
+    def seen(o: Outcome, d: Path) -> tuple:
+        return o.rc, [ln.replace(str(d.resolve()), "<cwd>").replace(str(d), "<cwd>") for ln in meaningful(o.stderr)]
+
+    assert seen(mine, tmp_path) == seen(r, cwd), "in-process and subprocess runs of the same case differ"

@@ -1,0 +1,111 @@
+"""The tensor (GPU-side) implementations mean what the albumentations ops they replace mean: same
+parameters, same pixels (up to uint8 rounding and interpolation), same probabilities and distributions."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+
+from training.augment import tensor_plan
+from training.augment_ops import TENSOR_OPS
+
+
+def _smooth(n: int = 1, size: int = 48, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = []
+    for _ in range(n):
+        f = rng.uniform(1, 3, 3)
+        ph = rng.uniform(0, 6, 3)
+        img = np.stack([0.5 + 0.4 * np.sin(f[c] * 6 * xx + ph[c]) * np.cos(f[c] * 4 * yy) for c in range(3)], -1)
+        out.append((img * 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def _both(t: A.BasicTransform, imgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same op through albumentations (per image, uint8) and through the tensor path (one batch)."""
+    compose = A.Compose([t])
+    compose.set_random_seed(0)
+    cpu = np.stack([compose(image=i)["image"] for i in imgs]).astype(np.float32)
+    spec = A.to_dict(compose)["transform"]["transforms"][0]
+    name = spec["__class_fullname__"].rsplit(".", 1)[-1]
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    torch.manual_seed(0)
+    gpu = TENSOR_OPS.get_or_none(name)(x, spec).permute(0, 2, 3, 1).numpy() * 255
+    return cpu, gpu
+
+
+@pytest.mark.parametrize("t", [
+    A.HorizontalFlip(p=1.0),
+    A.VerticalFlip(p=1.0),
+    A.RandomBrightnessContrast(brightness_limit=(0.1, 0.1), contrast_limit=(-0.2, -0.2), p=1.0),
+    A.RandomBrightnessContrast(brightness_limit=(-0.15, -0.15), contrast_limit=(0.3, 0.3), brightness_by_max=False, p=1.0),
+    A.HueSaturationValue(hue_shift_limit=(12, 12), sat_shift_limit=(25, 25), val_shift_limit=(-20, -20), p=1.0),
+    A.ColorJitter(brightness=(1.2, 1.2), contrast=(1, 1), saturation=(1, 1), hue=(0, 0), p=1.0),
+    A.ColorJitter(brightness=(1, 1), contrast=(0.7, 0.7), saturation=(1, 1), hue=(0, 0), p=1.0),
+    A.ColorJitter(brightness=(1, 1), contrast=(1, 1), saturation=(1.5, 1.5), hue=(0, 0), p=1.0),
+    A.ColorJitter(brightness=(1, 1), contrast=(1, 1), saturation=(1, 1), hue=(0.1, 0.1), p=1.0),
+    A.Affine(rotate=(20, 20), scale=(1, 1), p=1.0),
+    A.Affine(rotate=(0, 0), scale=(1.25, 1.25), p=1.0),
+    A.Affine(rotate=(0, 0), scale=(1, 1), translate_percent={"x": (0.25, 0.25), "y": (-0.125, -0.125)}, p=1.0),
+    A.ShiftScaleRotate(shift_limit_x=(0.125, 0.125), shift_limit_y=(0, 0), scale_limit=(0.1, 0.1),
+                       rotate_limit=(-15, -15), p=1.0),
+    A.Normalize(p=1.0),
+], ids=lambda t: type(t).__name__)
+def test_fixed_parameters_give_the_same_pixels(t):
+    imgs = _smooth(4)
+    cpu, gpu = _both(t, imgs)
+    if isinstance(t, A.Normalize):  # albumentations returns normalized floats; _both scaled ours by 255
+        assert np.abs(cpu - gpu / 255).max() < 1e-4
+        return
+    diff = np.abs(cpu - gpu)
+    assert diff.mean() < 2.0, f"mean |cpu - tensor| = {diff.mean():.2f} of 255"
+    assert np.abs(cpu - imgs).mean() > 3.0, "the op did something"
+
+
+@pytest.mark.parametrize("t", [A.HorizontalFlip(p=0.3), A.VerticalFlip(p=0.7)], ids=["hflip", "vflip"])
+def test_probabilities_agree(t):
+    imgs = _smooth(1).repeat(600, axis=0)
+    cpu, gpu = _both(t, imgs)
+    changed = lambda out: (np.abs(out - imgs).reshape(len(imgs), -1).mean(1) > 1).mean()  # noqa: E731
+    assert abs(changed(cpu) - t.p) < 0.07 and abs(changed(gpu) - t.p) < 0.07
+
+
+def test_random_brightness_contrast_draws_from_the_same_range():
+    imgs = _smooth(1).repeat(400, axis=0)
+    cpu, gpu = _both(A.RandomBrightnessContrast(brightness_limit=(-0.2, 0.2), contrast_limit=(0, 0), p=1.0), imgs)
+    dc = (cpu - imgs).reshape(len(imgs), -1).mean(1) / 255
+    dg = (gpu - imgs).reshape(len(imgs), -1).mean(1) / 255
+    for d in (dc, dg):
+        assert -0.21 < d.min() < -0.15 and 0.15 < d.max() < 0.21 and abs(d.mean()) < 0.03
+
+
+def test_gauss_noise_has_the_same_strength():
+    imgs = np.full((64, 48, 48, 3), 128, np.uint8)
+    cpu, gpu = _both(A.GaussNoise(std_range=(0.1, 0.1), p=1.0), imgs)
+    assert abs((cpu - 128).std() / 255 - 0.1) < 0.01
+    assert abs((gpu - 128).std() / 255 - 0.1) < 0.01
+
+
+def test_coarse_dropout_cuts_the_same_area():
+    imgs = np.full((300, 40, 40, 3), 200, np.uint8)
+    t = A.CoarseDropout(num_holes_range=(2, 2), hole_height_range=(0.2, 0.2), hole_width_range=(0.25, 0.25), fill=0, p=1.0)
+    cpu, gpu = _both(t, imgs)
+    area = lambda out: (out[..., 0] == 0).reshape(len(out), -1).mean(1)  # noqa: E731
+    # two 8x10 holes per 40x40 image, overlapping sometimes: at most 0.1 of the image
+    assert abs(area(cpu).mean() - area(gpu).mean()) < 0.01
+    assert area(gpu).max() <= 0.1 + 1e-6 and area(gpu).mean() > 0.08
+
+
+def test_pipelines_route_to_the_tensor_path_only_when_every_op_has_a_tensor_version():
+    ops = ["HorizontalFlip", "VerticalFlip", "RandomBrightnessContrast", "HueSaturationValue", "ColorJitter",
+           "Affine", "ShiftScaleRotate", "GaussNoise", "CoarseDropout", "Normalize"]
+    assert set(ops) <= set(TENSOR_OPS.names())
+    plan = tensor_plan([{"__class_fullname__": n} for n in ops])
+    assert [name for name, _ in plan] == ops
+    assert tensor_plan([{"__class_fullname__": "HorizontalFlip"}, {"__class_fullname__": "CLAHE"}]) is None
+    # arguments the tensor versions don't implement go to the CPU path too
+    assert tensor_plan([{"__class_fullname__": "Affine", "shear": 10}]) is None
+    assert tensor_plan([{"__class_fullname__": "Affine", "border_mode": 2}]) is None

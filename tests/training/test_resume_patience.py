@@ -1,0 +1,65 @@
+"""fit's run control: a stopped run resumes from last.pt to the same result; patience stops early;
+other timm backbones and the hidden head layer train."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import imagegen
+from training import fit, parse_config
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    imgs, _ = imagegen.make_imagefolder(root / "data", n_classes=3, n_per_class=10, size=16)
+    return {"source": "imagefolder", "root": str(imgs), "cache_dir": str(root / "cache")}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_from_last_checkpoint_gives_the_uninterrupted_run(folder, tmp_path):
+    cfg = parse_config(imagegen.base_config(folder, train={"epochs": 4}, scheduler={"name": "cosine"}))
+    full = fit(cfg, tmp_path / "full")
+
+    def stop_after_2(epoch, m):
+        if epoch == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(cfg, tmp_path / "part", stop_after_2)
+    assert json.loads((tmp_path / "part" / "metrics.json").read_text())["epochs_run"] == 2
+    resumed = fit(cfg, tmp_path / "part", resume_from=tmp_path / "part" / "last.pt")
+    assert resumed["epochs_run"] == 4
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    for a, b in zip(full["history"], resumed["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["lr"] == pytest.approx(b["lr"])
+        assert a["macro_f1"] == pytest.approx(b["macro_f1"])
+    assert resumed["best_epoch"] == full["best_epoch"]
+
+
+def test_patience_stops_after_epochs_without_a_better_f1(folder, tmp_path):
+    seen = []
+    cfg = parse_config(imagegen.base_config(folder, train={"epochs": 12, "patience": 2},
+                                            optimizer={"name": "adamw", "lr": 0.01}))
+    r = fit(cfg, tmp_path / "out", lambda e, m: seen.append(m["macro_f1"]))
+    assert r["epochs_run"] < 12
+    assert r["epochs_run"] == r["best_epoch"] + 2
+    assert max(seen[r["best_epoch"]:]) <= r["macro_f1"]
+
+
+def test_efficientnet_with_hidden_head_layer_trains(folder, tmp_path):
+    cfg = parse_config(imagegen.base_config(folder, model={"name": "test_efficientnet", "out_features": 32,
+                                                           "dropout": 0.2}))
+    r = fit(cfg, tmp_path / "out")
+    assert r["epochs_run"] == 2 and len(r["per_class_f1"]) == 3
+    import torch
+
+    state = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
+    assert state["head.1.weight"].shape == (32, state["head.1.weight"].shape[1])
+    assert state["head.4.weight"].shape == (3, 32)

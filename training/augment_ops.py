@@ -1,0 +1,270 @@
+"""Batch implementations of common albumentations ops, on float NCHW tensors in [0, 1], per-sample random.
+
+Each follows the formula of the albumentations op it is named after (2.x): same parameters, same meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TENSOR_OPS", "apply_plan", "supports"]
+
+
+class _Ops:
+    def __init__(self) -> None:
+        self._ops: dict[str, Callable] = {}
+
+    def register(self, *names: str):
+        def deco(fn):
+            for n in names:
+                if n in self._ops:
+                    raise ValueError(f"tensor op '{n}' registered twice")
+                self._ops[n] = fn
+            return fn
+        return deco
+
+    def get_or_none(self, name: str) -> Callable | None:
+        return self._ops.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._ops)
+
+
+TENSOR_OPS = _Ops()
+
+
+def supports(name: str, args: dict) -> bool:
+    """Arguments the tensor versions do not implement send the pipeline to the CPU path."""
+    if name in ("Affine", "ShiftScaleRotate"):
+        if args.get("border_mode", 0) != 0 or _nonzero(args.get("fill", 0)):
+            return False
+        if name == "Affine" and (_nonzero(args.get("shear")) or _nonzero(args.get("translate_px"))
+                                 or args.get("fit_output") or args.get("keep_ratio")):
+            return False
+    if name == "CoarseDropout" and isinstance(args.get("fill", 0), str):
+        return False
+    if name == "RandomBrightnessContrast" and args.get("ensure_safe_range"):
+        return False
+    if name == "Normalize" and args.get("normalization", "standard") != "standard":
+        return False
+    return True
+
+
+def _nonzero(v) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, dict):
+        return any(_nonzero(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_nonzero(x) for x in v)
+    return float(v) != 0.0
+
+
+def _u(n: int, lo: float, hi: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(n, device=like.device, dtype=torch.float32) * (hi - lo) + lo
+
+
+def _hit(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(n, device=like.device) < p
+
+
+def apply_plan(x: torch.Tensor, plan: list[tuple[str, dict]]) -> tuple[torch.Tensor, bool]:
+    """Run the plan; returns (x, normalized) where normalized tells whether a Normalize op ran."""
+    normalized = False
+    for name, args in plan:
+        x = TENSOR_OPS.get_or_none(name)(x, args)
+        normalized |= name == "Normalize"
+    return x, normalized
+
+
+@TENSOR_OPS.register("HorizontalFlip")
+def _hflip(x: torch.Tensor, a: dict) -> torch.Tensor:
+    m = _hit(len(x), a.get("p", 0.5), x)[:, None, None, None]
+    return torch.where(m, x.flip(3), x)
+
+
+@TENSOR_OPS.register("VerticalFlip")
+def _vflip(x: torch.Tensor, a: dict) -> torch.Tensor:
+    m = _hit(len(x), a.get("p", 0.5), x)[:, None, None, None]
+    return torch.where(m, x.flip(2), x)
+
+
+@TENSOR_OPS.register("RandomBrightnessContrast")
+def _brightness_contrast(x: torch.Tensor, a: dict) -> torch.Tensor:
+    n = len(x)
+    bl, cl = a.get("brightness_limit", (-0.2, 0.2)), a.get("contrast_limit", (-0.2, 0.2))
+    alpha = 1.0 + _u(n, cl[0], cl[1], x)
+    beta = _u(n, bl[0], bl[1], x)
+    if not a.get("brightness_by_max", True):
+        beta = beta * x.mean(dim=(1, 2, 3))
+    m = _hit(n, a.get("p", 0.5), x)
+    alpha, beta = torch.where(m, alpha, 1.0), torch.where(m, beta, 0.0)
+    return (x * alpha[:, None, None, None] + beta[:, None, None, None]).clamp_(0, 1)
+
+
+@TENSOR_OPS.register("GaussNoise")
+def _gauss_noise(x: torch.Tensor, a: dict) -> torch.Tensor:
+    n = len(x)
+    sr, mr = a.get("std_range", (0.2, 0.44)), a.get("mean_range", (0.0, 0.0))
+    std, mean = _u(n, sr[0], sr[1], x), _u(n, mr[0], mr[1], x)
+    shape = x.shape if a.get("per_channel", True) else (n, 1, *x.shape[2:])
+    noise = torch.randn(shape, device=x.device, dtype=x.dtype) * std[:, None, None, None] + mean[:, None, None, None]
+    m = _hit(n, a.get("p", 0.5), x)[:, None, None, None]
+    return torch.where(m, (x + noise).clamp(0, 1), x)
+
+
+@TENSOR_OPS.register("CoarseDropout")
+def _coarse_dropout(x: torch.Tensor, a: dict) -> torch.Tensor:
+    n, _, h, w = x.shape
+    lo, hi = a.get("num_holes_range", (1, 2))
+    holes = torch.randint(int(lo), int(hi) + 1, (n,), device=x.device)
+    hh, hw = a.get("hole_height_range", (0.1, 0.2)), a.get("hole_width_range", (0.1, 0.2))
+    fill = float(a.get("fill", 0) if not isinstance(a.get("fill", 0), (list, tuple)) else a["fill"][0]) / 255.0
+    hit = _hit(n, a.get("p", 0.5), x)
+    ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    mask = torch.zeros(n, h, w, dtype=torch.bool, device=x.device)
+    for k in range(int(hi)):
+        size_h = _side(hh, h, n, x)
+        size_w = _side(hw, w, n, x)
+        y0 = (torch.rand(n, device=x.device) * (h - size_h + 1)).long()
+        x0 = (torch.rand(n, device=x.device) * (w - size_w + 1)).long()
+        inside = ((ys[None] >= y0[:, None]) & (ys[None] < (y0 + size_h)[:, None]))[:, :, None] & \
+                 ((xs[None] >= x0[:, None]) & (xs[None] < (x0 + size_w)[:, None]))[:, None, :]
+        mask |= inside & ((k < holes) & hit)[:, None, None]
+    return x.masked_fill(mask[:, None], fill)
+
+
+def _side(rng, full: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    lo, hi = rng
+    if isinstance(lo, float) or isinstance(hi, float):  # fractions of the side, as albumentations
+        return (_u(n, float(lo), float(hi), like) * full).long().clamp(1, full)
+    return torch.randint(int(lo), int(hi) + 1, (n,), device=like.device).clamp(1, full)
+
+
+def _range(v, default: tuple[float, float]) -> tuple[float, float]:
+    if v is None:
+        return default
+    if isinstance(v, dict):
+        v = v.get("x", default)
+    if isinstance(v, (int, float)):
+        return (-abs(v), abs(v))
+    return (float(v[0]), float(v[1]))
+
+
+@TENSOR_OPS.register("Affine", "ShiftScaleRotate")
+def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
+    n = len(x)
+    if "scale_limit" in a:  # ShiftScaleRotate: scale = 1 + U(scale_limit), shift as a fraction of the side
+        s_lo, s_hi = _range(a.get("scale_limit"), (-0.1, 0.1))
+        scale = 1.0 + _u(n, s_lo, s_hi, x)
+        t = _range(a.get("shift_limit_x") or a.get("shift_limit"), (-0.0625, 0.0625))
+        ty_r = _range(a.get("shift_limit_y") or a.get("shift_limit"), (-0.0625, 0.0625))
+        rot = _range(a.get("rotate_limit"), (-45, 45))
+    else:
+        s_lo, s_hi = _range(a.get("scale"), (1.0, 1.0)) if not isinstance(a.get("scale"), (int, float)) else (a["scale"], a["scale"])
+        scale = _u(n, s_lo, s_hi, x)
+        tp = a.get("translate_percent") or {"x": (0, 0), "y": (0, 0)}
+        t = _range(tp.get("x") if isinstance(tp, dict) else tp, (0.0, 0.0))
+        ty_r = _range(tp.get("y") if isinstance(tp, dict) else tp, (0.0, 0.0))
+        rot = _range(a.get("rotate"), (0.0, 0.0))
+    tx, ty = _u(n, *t, x), _u(n, *ty_r, x)
+    ang = _u(n, *rot, x) * (math.pi / 180)
+    hit = _hit(n, a.get("p", 0.5), x)
+    # output pixel -> input pixel (inverse map), in normalized [-1, 1] coordinates; shift is a fraction of the side
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos, -sin, -2 * tx], 1), torch.stack([sin, cos, -2 * ty], 1)], 1)
+    theta[:, :, 2] = torch.einsum("nij,nj->ni", theta[:, :, :2], theta[:, :, 2])
+    idx = hit.nonzero().squeeze(1)  # warp only the images the op hits: half the work at p=0.5
+    if idx.numel() == 0:
+        return x
+    sub = x.index_select(0, idx)
+    grid = F.affine_grid(theta.index_select(0, idx).to(x.dtype), list(sub.shape), align_corners=False)
+    out = x.clone()
+    out.index_copy_(0, idx, F.grid_sample(sub, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    return out
+
+
+@TENSOR_OPS.register("Normalize")
+def _normalize(x: torch.Tensor, a: dict) -> torch.Tensor:
+    mpv = float(a.get("max_pixel_value", 255.0))
+    mean = torch.tensor(a.get("mean", (0.485, 0.456, 0.406)), device=x.device, dtype=x.dtype)[None, :, None, None]
+    std = torch.tensor(a.get("std", (0.229, 0.224, 0.225)), device=x.device, dtype=x.dtype)[None, :, None, None]
+    out = (x * (255.0 / mpv) - mean) / std
+    p = a.get("p", 1.0)
+    return out if p >= 1.0 else torch.where(_hit(len(x), p, x)[:, None, None, None], out, x)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h in [0, 1) (fraction of a turn), s, v in [0, 1]; the formulas OpenCV uses."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    v, _ = x.max(dim=1)
+    mn, _ = x.min(dim=1)
+    d = v - mn
+    s = torch.where(v > 0, d / v.clamp_min(1e-8), torch.zeros_like(v))
+    dd = d.clamp_min(1e-8)
+    h = torch.where(v == r, (g - b) / dd, torch.where(v == g, 2.0 + (b - r) / dd, 4.0 + (r - g) / dd))
+    h = torch.where(d > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return h, s, v
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    k = torch.arange(3, device=h.device, dtype=h.dtype)[None, :, None, None]
+    n = (torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype)[None, :, None, None] + h[:, None] * 6.0) % 6.0
+    del k
+    f = (torch.minimum(n, 4.0 - n)).clamp(0.0, 1.0)
+    return v[:, None] - v[:, None] * s[:, None] * f
+
+
+@TENSOR_OPS.register("HueSaturationValue")
+def _hue_saturation_value(x: torch.Tensor, a: dict) -> torch.Tensor:
+    """Shifts in albumentations' uint8 units: hue in OpenCV's 0..180 scale, saturation and value in 0..255."""
+    n = len(x)
+    hl, sl, vl = (_range(a.get(k), d) for k, d in (("hue_shift_limit", (-20, 20)), ("sat_shift_limit", (-30, 30)),
+                                                    ("val_shift_limit", (-20, 20))))
+    hit = _hit(n, a.get("p", 0.5), x)
+    dh = torch.where(hit, _u(n, *hl, x), 0.0)[:, None, None] / 180.0
+    ds = torch.where(hit, _u(n, *sl, x), 0.0)[:, None, None] / 255.0
+    dv = torch.where(hit, _u(n, *vl, x), 0.0)[:, None, None] / 255.0
+    h, s, v = _rgb_to_hsv(x)
+    grey = s == 0  # grey pixels stay grey, as in albumentations
+    h = (h + dh) % 1.0
+    s = torch.where(grey, s, (s + ds).clamp(0, 1))
+    v = (v + dv).clamp(0, 1)
+    return _hsv_to_rgb(h, s, v)
+
+
+def _factor_range(v, center: float = 1.0) -> tuple[float, float]:
+    if isinstance(v, (int, float)):
+        return (max(0.0, center - v), center + v)
+    return (float(v[0]), float(v[1]))
+
+
+@TENSOR_OPS.register("ColorJitter")
+def _color_jitter(x: torch.Tensor, a: dict) -> torch.Tensor:
+    """torchvision-style jitter as albumentations does it: brightness x b, contrast around the grey mean,
+    saturation as a blend with grey, hue as a turn of the colour wheel; the four in a random order."""
+    n = len(x)
+    hit = _hit(n, a.get("p", 0.5), x)
+    one = lambda lo, hi: torch.where(hit, _u(n, lo, hi, x), 1.0)[:, None, None, None]  # noqa: E731
+    b, c, s = (one(*_factor_range(a.get(k, 0.2))) for k in ("brightness", "contrast", "saturation"))
+    hr = _factor_range(a.get("hue", 0.2), 0.0) if not isinstance(a.get("hue", 0.2), (int, float)) else \
+        (-abs(a.get("hue", 0.2)), abs(a.get("hue", 0.2)))
+    hue = torch.where(hit, _u(n, *hr, x), 0.0)[:, None, None]
+    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)[None, :, None, None]
+    for op in torch.randperm(4).tolist():
+        if op == 0:
+            x = (x * b).clamp(0, 1)
+        elif op == 1:
+            mean = (x * weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+            x = (mean + (x - mean) * c).clamp(0, 1)
+        elif op == 2:
+            grey = (x * weights).sum(1, keepdim=True)
+            x = (grey + (x - grey) * s).clamp(0, 1)
+        else:
+            h, sat, v = _rgb_to_hsv(x)
+            x = _hsv_to_rgb((h + hue) % 1.0, sat, v)
+    return x

@@ -1,0 +1,64 @@
+"""The largest batch that trains: grow by powers of two until CUDA runs out of memory.
+
+Measures a full step (forward, backward, optimizer) at the run's image size, precision and memory format,
+on synthetic data, so the answer matches the real out-of-memory boundary of that model on that GPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import torch
+
+from .config import RunConfig
+from .models import build_model
+from .runtime import Runtime
+
+__all__ = ["probe_max_batch", "resolve_batch_size", "CPU_AUTO_BATCH"]
+
+log = logging.getLogger(__name__)
+CPU_AUTO_BATCH = 64  # no memory wall worth probing on CPU: 'auto' means this
+
+
+def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int) -> bool:
+    model = opt = x = loss = None
+    try:
+        model = build_model(cfg.model.model_copy(update={"pretrained": False}), num_outputs).to(rt.device)
+        fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        s = cfg.data.image_size
+        x = torch.randn(batch, 3, s, s, device=rt.device).contiguous(memory_format=fmt)
+        for _ in range(2):  # the second step holds optimizer state too
+            with rt.autocast():
+                loss = model(x).float().logsumexp(1).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(rt.device)
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        del model, opt, x, loss
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def probe_max_batch(cfg: RunConfig, rt: Runtime, num_outputs: int, start: int = 8, limit: int = 8192) -> int:
+    """Largest power of two in [start, limit] whose training step fits; 0 when even ``start`` does not."""
+    if rt.device.type != "cuda":
+        return CPU_AUTO_BATCH
+    best, b = 0, start
+    while b <= limit and _fits(cfg, rt, num_outputs, b):
+        best, b = b, b * 2
+    log.info("batch ceiling for %s@%dpx: %d", cfg.model.name, cfg.data.image_size, best)
+    return best
+
+
+def resolve_batch_size(requested: int | str, ceiling: int | None) -> int:
+    """'auto' -> the ceiling; a number above the ceiling is capped to it."""
+    if requested == "auto":
+        return CPU_AUTO_BATCH if ceiling is None else ceiling
+    return int(requested) if ceiling is None else min(int(requested), ceiling)

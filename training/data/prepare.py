@@ -1,0 +1,74 @@
+"""From a data config to train/val loaders: load samples, decode once (cached), drop bad images, split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..errors import DataError
+from .cache import decode_cached
+from .loader import make_loader
+from .samples import Samples
+from .sources import load_samples
+from .split import split_indices
+
+__all__ = ["Prepared", "prepare_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    train: object
+    val: object
+    samples: Samples
+    train_index: np.ndarray
+    val_index: np.ndarray
+    skipped: dict[str, str]      # name -> reason
+    cache_built: bool
+
+    @property
+    def split_record(self) -> dict:
+        names = self.samples.names
+        return {"train": [names[i] for i in self.train_index], "val": [names[i] for i in self.val_index],
+                "skipped": self.skipped}
+
+
+def _sample_weights(samples: Samples, index: np.ndarray) -> np.ndarray:
+    """Inverse class frequency (multi-label: mean over the sample's positive labels)."""
+    y = samples.targets[index]
+    if samples.multilabel:
+        inv = 1.0 / np.maximum(y.sum(axis=0), 1)
+        pos = y.sum(axis=1)
+        return np.where(pos > 0, (y * inv).sum(axis=1) / np.maximum(pos, 1), inv.mean())
+    counts = np.bincount(y, minlength=len(samples.classes))
+    return 1.0 / np.maximum(counts[y], 1)
+
+
+def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batch_size: int) -> Prepared:
+    d = cfg.data
+    samples = load_samples(d)
+    dec = decode_cached(samples, d.image_size, d.cache_dir)
+    skipped = {samples.names[i]: why for i, why in dec.bad.items()}
+    if skipped and d.on_bad_image == "fail":
+        name, why = next(iter(skipped.items()))
+        raise DataError(f"{name}: cannot read image ({why}); {len(skipped)} unreadable in all; "
+                        "fix or remove them, or set data.on_bad_image: skip")
+    if skipped:
+        log.warning("skipped %d unreadable image(s), first: %s", len(skipped), next(iter(skipped)))
+    good = np.asarray([i for i in range(len(samples)) if i not in dec.bad], dtype=np.int64)
+    groups = samples.groups[good] if samples.groups is not None else None
+    tr, va = split_indices(samples.targets[good], groups, d.val_fraction, d.split_seed, samples.multilabel)
+    tr, va = good[tr], good[va]
+    weights = _sample_weights(samples, tr) if d.weighted_sampler else None
+    common = dict(spec=None, mean=cfg.augment.mean, std=cfg.augment.std, device=device,
+                  channels_last=channels_last, seed=cfg.seed, num_workers=d.num_workers)
+    train = make_loader(dec.images, tr, samples.targets, batch_size=batch_size, shuffle=True, weights=weights,
+                        **{**common, "spec": cfg.augment.train})
+    val = make_loader(dec.images, va, samples.targets, batch_size=batch_size, shuffle=False,
+                      **{**common, "spec": cfg.augment.eval})
+    return Prepared(train, val, samples, tr, va, skipped, dec.built)

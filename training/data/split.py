@@ -1,0 +1,66 @@
+"""Seeded train/val split: stratified by class, grouped (no group on both sides) when groups exist."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+from ..errors import DataError
+
+__all__ = ["split_indices"]
+
+
+def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: float, seed: int,
+                  multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) indices; the same inputs always give the same split."""
+    n = len(targets)
+    idx = np.arange(n)
+    strat = _strata(targets, multilabel)
+    if n < 4:
+        raise DataError(f"only {n} usable images; a train/val split needs at least 4")
+    if groups is not None:
+        n_groups = len(set(groups.tolist()))
+        if n_groups < 2:
+            raise DataError(f"all {n} images belong to one group; a grouped split needs at least 2 groups")
+        k = round(1 / val_fraction)
+        exact = abs(1 / k - val_fraction) < 0.01
+        if strat is not None and exact and 2 <= k <= n_groups and _min_groups_per_class(strat, groups) >= k:
+            folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            tr, va = next(iter(folds.split(idx, strat, groups)))
+        else:  # any other fraction: whole groups in a seeded random order until the share is reached
+            tr, va = _greedy_groups(groups, val_fraction, seed)
+    else:
+        counts = np.bincount(np.unique(strat, return_inverse=True)[1]) if strat is not None else None
+        n_val = int(np.ceil(val_fraction * n))
+        # stratify when every class can appear on both sides; tiny sets fall back to a plain seeded split
+        ok = counts is not None and counts.min() >= 2 and min(n_val, n - n_val) >= len(counts)
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=strat if ok else None)
+    if len(tr) == 0 or len(va) == 0:
+        raise DataError(f"split of {n} images at val_fraction {val_fraction} leaves one side empty; add data or change data.val_fraction")
+    return np.sort(tr), np.sort(va)
+
+
+def _strata(targets: np.ndarray, multilabel: bool) -> np.ndarray | None:
+    if not multilabel:
+        return targets
+    # multi-label: stratify on the label combination when each combination is common enough
+    combos = np.asarray(["".join(str(int(v)) for v in row) for row in targets])
+    return combos
+
+
+def _min_groups_per_class(strat: np.ndarray, groups: np.ndarray) -> int:
+    return min(len(set(groups[strat == c].tolist())) for c in np.unique(strat))
+
+
+def _greedy_groups(groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    target = val_fraction * len(groups)
+    chosen, total = [], 0
+    for g in np.random.default_rng(seed).permutation(len(uniq)):
+        if total + sizes[g] / 2 <= target:
+            chosen.append(g)
+            total += sizes[g]
+    if not chosen:
+        chosen = [int(np.argmin(sizes))]
+    in_val = np.isin(inverse, chosen)
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)

@@ -1,0 +1,177 @@
+"""Train one configuration: ``fit(cfg, out_dir, callback)`` returns the best epoch's metrics.
+
+The callback ``(epoch, metrics) -> None`` runs after every epoch and may raise to stop the run (that is how
+the search prunes a trial); the epoch's checkpoint is on disk before it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from .batch_probe import probe_max_batch, resolve_batch_size
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import RunConfig, dump_config
+from .data.prepare import prepare_data
+from .errors import ConfigError, NonFiniteLoss
+from .losses import build_loss, check_loss_fits
+from .metrics import classification_metrics
+from .models import build_model
+from .optim import build_optimizer, param_groups
+from .runtime import Runtime, resolve_runtime, seed_everything
+from .schedules import build_scheduler
+
+__all__ = ["fit", "train_one_epoch", "evaluate", "Callback"]
+
+log = logging.getLogger(__name__)
+Callback = Callable[[int, dict], None]
+
+
+def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, opt: torch.optim.Optimizer,
+                    sched, rt: Runtime, scaler: torch.amp.GradScaler | None) -> tuple[float, int]:
+    model.train()
+    total, n = torch.zeros((), device=rt.device), 0
+    for x, y in loader:
+        with rt.autocast():
+            loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        sched.step()
+        total += loss.detach() * len(y)
+        n += len(y)
+    return float(total) / max(n, 1), n
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, loss_fn: nn.Module, rt: Runtime) -> tuple[np.ndarray, np.ndarray, float]:
+    model.eval()
+    scores, targets, total = [], [], 0.0
+    for x, y in loader:
+        with rt.autocast():
+            out = model(x)
+        total += float(loss_fn(out.float(), y)) * len(y)
+        scores.append(out.float().cpu())
+        targets.append(y.cpu())
+    s, t = torch.cat(scores).numpy(), torch.cat(targets).numpy()
+    return s, t, total / max(len(t), 1)
+
+
+def _class_weights(cfg: RunConfig, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
+    cw = cfg.loss.class_weights
+    if cw is None:
+        return None
+    if cw == "balanced":
+        w = (n - counts) / np.maximum(counts, 1) if multilabel else n / (len(counts) * np.maximum(counts, 1))
+        return torch.tensor(w, dtype=torch.float32)
+    if len(cw) != len(counts):
+        raise ConfigError(f"loss.class_weights has {len(cw)} values but the data has {len(counts)} classes")
+    return torch.tensor(cw, dtype=torch.float32)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None,
+        resume_from: str | Path | None = None, batch_ceiling: int | None = None) -> dict:
+    """Train ``cfg``; ``batch_ceiling`` caps the batch size (``auto`` probes it on CUDA when not given)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rt = resolve_runtime(cfg.train)
+    if cfg.train.batch_size == "auto" and batch_ceiling is None:
+        batch_ceiling = probe_max_batch(cfg, rt, num_outputs=1000)
+    bs = resolve_batch_size(cfg.train.batch_size, batch_ceiling)
+    if bs < 1:
+        raise ConfigError(f"model.name = '{cfg.model.name}' at {cfg.data.image_size}px does not fit this GPU even "
+                          "at batch 8; lower data.image_size or use a smaller model")
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg, rt.device, rt.channels_last, bs)
+    if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch
+        bs = min(bs, max(8, 2 ** int(np.log2(max(len(data.train_index) // 8, 1)))))
+        data.train.batch_size = data.val.batch_size = bs
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": bs})})
+    (out / "config.yaml").write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+    lr_scale = bs / 256 if cfg.optimizer.scale_lr_with_batch else 1.0
+    s = data.samples
+    check_loss_fits(cfg.loss.name, s.multilabel)
+    _write_json(out / "split.json", {"split_seed": cfg.data.split_seed, **data.split_record})
+
+    model = build_model(cfg.model, len(s.classes)).to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    counts = np.bincount(s.targets[data.train_index], minlength=len(s.classes)) if not s.multilabel \
+        else s.targets[data.train_index].sum(axis=0)
+    weight = _class_weights(cfg, counts, len(data.train_index), s.multilabel)
+    loss_fn = build_loss(cfg.loss.name, gamma=cfg.loss.gamma, label_smoothing=cfg.loss.label_smoothing,
+                         weight=weight).to(rt.device)
+    o = cfg.optimizer
+    groups = param_groups(model, model.head, o.lr * lr_scale, (o.backbone_lr or o.lr) * lr_scale, o.weight_decay)
+    opt = build_optimizer(o.name, groups, momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
+    sched = build_scheduler(opt, cfg.scheduler, cfg.train.epochs, len(data.train))
+    scaler = torch.amp.GradScaler(rt.device.type) if rt.dtype == torch.float16 else None
+    step_fn = torch.compile(model) if cfg.train.compile else model
+
+    start, history, best = 0, [], None
+    if resume_from is not None:
+        ck = load_checkpoint(Path(resume_from))
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        set_rng_state(ck["rng"])
+        start, history, best = ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None
+        data.train.epoch = start
+        log.info("resumed from %s at epoch %d", resume_from, start)
+
+    for epoch in range(start + 1, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, seen = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"training loss became {train_loss} at epoch {epoch}; lower optimizer.lr or use bf16/fp32")
+        scores, targets, val_loss = evaluate(step_fn, data.val, loss_fn, rt)
+        m = classification_metrics(scores, targets, s.classes, s.multilabel, cfg.train.threshold)
+        m.update(epoch=epoch, train_loss=train_loss, val_loss=val_loss, lr=opt.param_groups[-1]["lr"],
+                 seconds=time.perf_counter() - t0, images_per_second=seen / (time.perf_counter() - t0))
+        history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
+        if best is None or m["macro_f1"] > best["macro_f1"]:
+            best = m
+            torch.save(model.state_dict(), out / "best.pt")
+        save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), epoch=epoch, rng=rng_state(),
+                        history=json.dumps(history), best=json.dumps(best))
+        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
+        _write_json(out / "metrics.json", result)
+        if callback is not None:
+            callback(epoch, m)
+        if cfg.train.patience and epoch - best["epoch"] >= cfg.train.patience:
+            log.info("early stop at epoch %d: no better macro-F1 for %d epochs", epoch, cfg.train.patience)
+            break
+    if start >= cfg.train.epochs:  # resumed from a run that had already trained its last epoch
+        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
+    return result
+
+
+def _result(best: dict, history: list[dict], out: Path, data) -> dict:
+    return {
+        "macro_f1": best["macro_f1"], "accuracy": best["accuracy"], "best_epoch": best["epoch"],
+        "epochs_run": len(history), "per_class_f1": best["per_class_f1"],
+        "confusion_matrix": best["confusion_matrix"], "output_dir": str(out),
+        "batch_size": data.train.batch_size, "n_train": len(data.train_index), "n_val": len(data.val_index), "skipped_images": len(data.skipped),
+        "history": history,
+    }

@@ -1,0 +1,69 @@
+"""Loss registry: cross-entropy (with label smoothing), focal, and multi-label BCE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .registry import Registry
+
+__all__ = ["LOSSES", "build_loss", "FocalLoss", "check_loss_fits"]
+
+LOSSES: Registry = Registry("loss")
+MULTILABEL_LOSSES = ("bce", "soft_margin")
+
+
+class FocalLoss(nn.Module):
+    """Lin et al. 2017: (1 - p_t)^gamma scaled cross-entropy; gamma=0 is plain cross-entropy."""
+
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=1)
+        ce = F.nll_loss(logp, target, weight=self.weight, reduction="none")
+        if self.label_smoothing:
+            smooth = -logp.mean(dim=1)
+            ce = (1 - self.label_smoothing) * ce + self.label_smoothing * smooth
+        pt = logp.gather(1, target[:, None]).squeeze(1).exp()
+        loss = (1 - pt) ** self.gamma * ce
+        if self.weight is not None:  # normalised like weighted cross-entropy, so gamma=0 equals it exactly
+            return loss.sum() / self.weight[target].sum()
+        return loss.mean()
+
+
+@LOSSES.register("ce")
+def _ce(gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("focal")
+def _focal(gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    return FocalLoss(gamma, weight, label_smoothing)
+
+
+@LOSSES.register("bce")
+def _bce(gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    # weight per label acts as pos_weight: upweights the rare positives of each label
+    return nn.BCEWithLogitsLoss(pos_weight=weight)
+
+
+@LOSSES.register("soft_margin")
+def _soft_margin(gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    return nn.MultiLabelSoftMarginLoss(weight=weight)
+
+
+def build_loss(name: str, *, gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
+    return LOSSES.get(name)(gamma=gamma, weight=weight, label_smoothing=label_smoothing)
+
+
+def check_loss_fits(name: str, multilabel: bool) -> None:
+    if (name in MULTILABEL_LOSSES) != multilabel:
+        kind = "multi-label" if multilabel else "single-label"
+        raise ConfigError(f"loss.name = '{name}' does not fit {kind} data; "
+                          f"use {'bce or soft_margin' if multilabel else 'ce or focal'}")

@@ -1,0 +1,31 @@
+"""Validation metrics: macro-F1 (the objective), accuracy, per-class F1, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+__all__ = ["classification_metrics"]
+
+
+def classification_metrics(scores: np.ndarray, targets: np.ndarray, classes: list[str], multilabel: bool,
+                           threshold: float = 0.5) -> dict:
+    """``scores``: logits [N, C]. Multi-label: sigmoid > threshold per label, macro-F1 over labels,
+    accuracy = exact match of the whole label set."""
+    if multilabel:
+        pred = (1 / (1 + np.exp(-scores)) > threshold).astype(np.int64)
+        true = targets.astype(np.int64)
+        per = f1_score(true, pred, average=None, zero_division=0, labels=range(len(classes)))
+        acc = float((pred == true).all(axis=1).mean())
+        cm = [confusion_matrix(true[:, j], pred[:, j], labels=[0, 1]).tolist() for j in range(len(classes))]
+    else:
+        pred = scores.argmax(axis=1)
+        per = f1_score(targets, pred, average=None, zero_division=0, labels=range(len(classes)))
+        acc = float((pred == targets).mean())
+        cm = confusion_matrix(targets, pred, labels=range(len(classes))).tolist()
+    return {
+        "macro_f1": float(np.mean(per)),
+        "accuracy": acc,
+        "per_class_f1": {c: round(float(v), 6) for c, v in zip(classes, per)},
+        "confusion_matrix": cm,
+    }

@@ -1,0 +1,59 @@
+"""Where and how a run computes: device, autocast precision, memory format, seeds."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import LoopConfig
+from .errors import ConfigError
+
+__all__ = ["Runtime", "resolve_runtime", "seed_everything"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None      # autocast dtype; None: full fp32
+    channels_last: bool
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+def resolve_runtime(cfg: LoopConfig) -> Runtime:
+    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = '{cfg.device}' but no CUDA GPU is visible; use auto or cpu")
+    device = torch.device(want)
+    cuda = device.type == "cuda"
+    if cfg.precision == "auto":
+        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    elif cfg.precision == "fp32":
+        dtype = None
+    elif cfg.precision == "fp16" and not cuda:
+        raise ConfigError("train.precision = 'fp16' needs a CUDA GPU; use auto, bf16 or fp32 on CPU")
+    else:
+        dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+    # auto: channels_last on CUDA, except under torch.compile, where inductor's conv backward failed a stride
+    # assertion with channels_last weights (torch 2.11, H100, 2026-11-22: benchmarks/RESULTS.md)
+    channels_last = (cuda and not cfg.compile) if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # shapes are fixed per run
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(device, dtype, channels_last)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
