@@ -7,6 +7,8 @@ Rows, per model, all with the same batch, precision (bf16 autocast on CUDA) and 
   model-only  random tensors already on the device: the limit the GPU sets
   ours        decode-once uint8 cache (memory-mapped) + batch augmentation on the device (flip, shift-scale-rotate,
               brightness/contrast, normalize), the loader `search` trials use
+  gather      the loader's host side alone: uint8 batches from the cache into its reused (pinned) buffers, no
+              training; if this is well above model-only, the input pipeline cannot be what holds "ours" back
   naive       what users write by hand: torchvision ImageFolder + PIL transforms (resize, flip, colour jitter,
               ToTensor, Normalize) in a DataLoader with --workers processes, decoding every JPEG every epoch
 Then the aggregate throughput of K concurrent small trials sharing one GPU (each its own process, memory capped
@@ -105,6 +107,21 @@ def _forever(loader):
         yield from loader
 
 
+def gather_rate(loader, batches: int) -> float:
+    """img/s of the loader's producer alone (cache -> host buffers), over ``batches`` batches after one."""
+    def epochs():
+        while True:
+            loader.epoch += 1
+            yield from loader._gather()
+
+    it = epochs()
+    next(it)
+    n, t0 = 0, time.perf_counter()
+    for _ in range(batches):
+        n += len(next(it)[1])
+    return n / (time.perf_counter() - t0)
+
+
 def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int) -> dict:
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
@@ -130,6 +147,7 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=batch, spec=PIPELINE,
                          mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
                          channels_last=rt.channels_last, shuffle=True)
+    out["gather"] = gather_rate(loader, steps)
     m, opt = fresh()
     out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
     # naive: ImageFolder + PIL transforms + DataLoader workers
@@ -243,13 +261,14 @@ def main() -> None:
           f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
           f"{'bf16 autocast + channels_last' if cuda else 'fp32'}; naive loader with {args.workers} workers")
     results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
-    print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s "
+          "| gather img/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
         results["models"].append(r)
         print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
-              f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} |", flush=True)
+              f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} |", flush=True)
     print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) | aggregate img/s | vs K=1 |")
     print("|---|---|---|")
     base = None

@@ -103,7 +103,7 @@ def _brightness_contrast(x: torch.Tensor, a: dict) -> torch.Tensor:
         beta = beta * x.mean(dim=(1, 2, 3))
     m = _hit(n, a.get("p", 0.5), x)
     alpha, beta = torch.where(m, alpha, 1.0), torch.where(m, beta, 0.0)
-    return (x * alpha[:, None, None, None] + beta[:, None, None, None]).clamp_(0, 1)
+    return torch.addcmul(beta[:, None, None, None], x, alpha[:, None, None, None]).clamp_(0, 1)
 
 
 @TENSOR_OPS.register("GaussNoise")
@@ -193,7 +193,7 @@ def _normalize(x: torch.Tensor, a: dict) -> torch.Tensor:
     mpv = float(a.get("max_pixel_value", 255.0))
     mean = torch.tensor(a.get("mean", (0.485, 0.456, 0.406)), device=x.device, dtype=x.dtype)[None, :, None, None]
     std = torch.tensor(a.get("std", (0.229, 0.224, 0.225)), device=x.device, dtype=x.dtype)[None, :, None, None]
-    out = (x * (255.0 / mpv) - mean) / std
+    out = torch.addcmul(-mean / std, x, (255.0 / mpv) / std)  # (x * 255 / mpv - mean) / std in one pass
     p = a.get("p", 1.0)
     return out if p >= 1.0 else torch.where(_hit(len(x), p, x)[:, None, None, None], out, x)
 
