@@ -8,7 +8,8 @@ Rows, per model, all with the same batch, precision (bf16 autocast on CUDA) and 
   ours        decode-once uint8 cache (memory-mapped) + batch augmentation on the device (flip, shift-scale-rotate,
               brightness/contrast, normalize), the loader `search` trials use
   gather      the loader's host side alone: uint8 batches from the cache into its reused (pinned) buffers, no
-              training; if this is well above model-only, the input pipeline cannot be what holds "ours" back
+              training; well above model-only means the host-side gather is not the limit (the upload, the
+              augmentation kernels and the step itself still may be)
   naive       what users write by hand: torchvision ImageFolder + PIL transforms (resize, flip, colour jitter,
               ToTensor, Normalize) in a DataLoader with --workers processes, decoding every JPEG every epoch
 Then the aggregate throughput of K concurrent small trials sharing one GPU (each its own process, memory capped
@@ -108,14 +109,17 @@ def _forever(loader):
 
 
 def gather_rate(loader, batches: int) -> float:
-    """img/s of the loader's producer alone (cache -> host buffers), over ``batches`` batches after one."""
+    """img/s of the loader's producer alone (cache -> its host buffers, single thread), over ``batches`` batches
+    after a warm-up that fills every buffer of its ring (first use allocates). Advances ``loader.epoch``, which
+    only changes the shuffle order of the training that follows."""
     def epochs():
         while True:
             loader.epoch += 1
-            yield from loader._gather()
+            yield from loader._gather(loader.ring)
 
     it = epochs()
-    next(it)
+    for _ in range(len(loader.ring.slots)):
+        next(it)
     n, t0 = 0, time.perf_counter()
     for _ in range(batches):
         n += len(next(it)[1])

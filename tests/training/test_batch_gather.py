@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data.loader import make_loader
+from training.data.loader import HostRing, make_loader
 
 CPU = torch.device("cpu")
 
@@ -18,18 +18,28 @@ def _images(n: int, size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def _check_epochs(images: np.ndarray, batch: int, epochs: int, slow: bool, shuffle: bool = True) -> int:
+def _loader(images: np.ndarray, batch: int, device=CPU, ring: HostRing | None = None, index=None, seed: int = 3):
+    index = np.arange(len(images)) if index is None else index
+    return make_loader(images, index, np.arange(len(images)), batch_size=batch, spec=None, mean=(0, 0, 0),
+                       std=(1, 1, 1), device=device, channels_last=False, shuffle=True, seed=seed, ring=ring)
+
+
+def _exact(images: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> bool:
+    want = torch.from_numpy(images[y.cpu().numpy()]).permute(0, 3, 1, 2).float() / 255.0
+    return torch.equal(x.cpu(), want)
+
+
+def _check_epochs(images: np.ndarray, batch: int, epochs: int, slow: bool, device=CPU,
+                  ring: HostRing | None = None) -> int:
     n = len(images)
-    ld = make_loader(images, np.arange(n), np.arange(n), batch_size=batch, spec=None, mean=(0, 0, 0),
-                     std=(1, 1, 1), device=CPU, channels_last=False, shuffle=shuffle, seed=3)
+    ld = _loader(images, batch, device, ring)
     seen = 0
     for _ in range(epochs):
         ids = []
         for k, (x, y) in enumerate(ld):
             if slow and k % 2 == 0:
                 time.sleep(0.01)  # let the producer run ahead and fill every buffer of the ring
-            want = torch.from_numpy(images[y.numpy()]).permute(0, 3, 1, 2).float() / 255.0
-            assert torch.equal(x, want), f"batch {k}: pixels do not belong to the labelled images"
+            assert _exact(images, x, y), f"batch {k}: pixels do not belong to the labelled images"
             ids += y.tolist()
         assert sorted(ids) == list(range(n))  # each image exactly once per epoch
         seen += len(ids)
@@ -39,6 +49,48 @@ def _check_epochs(images: np.ndarray, batch: int, epochs: int, slow: bool, shuff
 @pytest.mark.parametrize("slow", [False, True], ids=["fast-consumer", "slow-consumer"])
 def test_batches_hold_exactly_their_images_across_epochs(slow):
     assert _check_epochs(_images(203, 12), batch=16, epochs=3, slow=slow) == 3 * 203  # 203 = 12 x 16 + 11
+
+
+def test_depth_one_ring_and_a_shared_ring_stay_exact():
+    images = _images(203, 12)
+    assert _check_epochs(images, batch=16, epochs=2, slow=True, ring=HostRing(pin=False, depth=1)) == 2 * 203
+    with pytest.raises(ValueError, match="depth"):
+        HostRing(pin=False, depth=0)
+
+
+def test_train_and_val_share_one_ring_taking_turns():
+    images = _images(120, 10)
+    ring = HostRing(pin=False)
+    train = _loader(images, 16, ring=ring, index=np.arange(100))
+    val = _loader(images, 16, ring=ring, index=np.arange(100, 120))
+    for _ in range(2):
+        for x, y in train:
+            assert _exact(images, x, y)
+        for x, y in val:
+            assert _exact(images, x, y) and y.min() >= 100
+    assert sum(b is not None for b in ring.slots) == len(ring.slots)  # one set of buffers for both
+    assert all(b.shape[0] == 16 for b in ring.slots)
+
+
+def test_breaking_off_an_epoch_and_overlapping_passes_stay_exact():
+    """A pass abandoned midway, then a new one; and two passes open at once (the second gets its own
+    buffers instead of ones the first still uses)."""
+    images = _images(150, 10)
+    ld = _loader(images, 8)
+    for k, (x, y) in enumerate(ld):
+        assert _exact(images, x, y)
+        if k == 3:
+            break
+    a, b = iter(ld), iter(ld)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        time.sleep(0.002)
+        assert _exact(images, xa, ya) and _exact(images, xb, yb)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the pinned-buffer + copy-event path needs a GPU")
+def test_pinned_ring_with_copy_events_on_cuda():
+    images = _images(517, 32)
+    assert _check_epochs(images, batch=64, epochs=3, slow=True, device=torch.device("cuda")) == 3 * 517
 
 
 def test_an_index_outside_the_cache_is_refused():

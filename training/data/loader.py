@@ -3,6 +3,7 @@ runs albumentations per image in DataLoader workers."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..augment import build_compose, tensor_plan
 from ..augment_ops import apply_plan
 
-__all__ = ["make_loader", "TensorBatches", "AlbumentationsBatches"]
+__all__ = ["make_loader", "HostRing", "TensorBatches", "AlbumentationsBatches"]
 
 
 def _order(n: int, shuffle: bool, weights: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
@@ -35,19 +36,23 @@ class _Normalizer:
         return x.contiguous(memory_format=self.memory_format)
 
 
-class _HostRing:
+class HostRing:
     """Reused host buffers for gathered uint8 batches, page-locked on CUDA: one copy per batch from the cache
-    straight into memory the GPU can read, with no allocation and no second copy into pinned memory.
+    straight into memory the GPU can read, with no allocation and no second copy into pinned memory. A trial's
+    train and val loaders share one ring (they never iterate at the same time; an overlapping iteration gets a
+    private ring rather than a buffer still in use).
 
     Slot k is reused by batch k + len(ring). By then the consumer has taken batch k (at most ``depth`` batches
     wait in the prefetch queue, one is being gathered, one is held by the upload stage), so on CUDA its copy
     has been enqueued and recorded in ``events``; the producer waits on that event before overwriting. On the
     CPU the consumer converts each batch to float before taking the next, so no wait is needed."""
 
-    def __init__(self, depth: int, pin: bool) -> None:
+    def __init__(self, pin: bool, depth: int = 3) -> None:
+        if depth < 1:
+            raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+        self.pin, self.depth, self.k, self.busy = pin, depth, 0, False
         self.slots: list[torch.Tensor | None] = [None] * (depth + 3)
         self.events: list = [None] * (depth + 3)
-        self.pin, self.k = pin, 0
 
     def take(self, n: int, row_shape: tuple, capacity: int) -> tuple[torch.Tensor, int]:
         i = self.k % len(self.slots)
@@ -63,6 +68,18 @@ class _HostRing:
     def release(self, i: int, event) -> None:
         self.events[i] = event
 
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[HostRing]:
+        """This ring for one pass over a loader, or a private one if another pass still holds it."""
+        if self.busy:
+            yield HostRing(self.pin, self.depth)
+            return
+        self.busy, self.k = True, 0  # from slot 0: a short (val) pass touches only the first slots
+        try:
+            yield self
+        finally:
+            self.busy = False
+
 
 class TensorBatches:
     """Gathers uint8 batches from the (memory-mapped) cache in a background thread into reused (pinned)
@@ -70,24 +87,24 @@ class TensorBatches:
 
     def __init__(self, images: np.ndarray, index: np.ndarray, targets: np.ndarray, batch_size: int,
                  plan: list, norm: _Normalizer, device: torch.device, shuffle: bool,
-                 weights: np.ndarray | None, seed: int, depth: int = 3) -> None:
+                 weights: np.ndarray | None, seed: int, ring: HostRing | None = None) -> None:
         self.images, self.index, self.targets = images, index, torch.as_tensor(targets)
         self.batch_size, self.plan, self.norm, self.device = batch_size, plan, norm, device
         self.shuffle, self.weights, self.seed, self.epoch = shuffle, weights, seed, 0
-        self.depth = depth
-        self.ring = _HostRing(depth, pin=device.type == "cuda")
+        self.ring = ring or HostRing(pin=device.type == "cuda")
         if len(index) and not 0 <= int(index.min()) <= int(index.max()) < len(images):
             raise IndexError(f"sample index out of range for a cache of {len(images)} images")
 
     def __len__(self) -> int:
         return (len(self.index) + self.batch_size - 1) // self.batch_size
 
-    def _gather(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    def _gather(self, ring: HostRing) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
         order = self.index[_order(len(self.index), self.shuffle, self.weights, gen).numpy()]
+        rows, capacity = tuple(self.images.shape[1:]), min(self.batch_size, len(order))
         for s in range(0, len(order), self.batch_size):
             idx = np.sort(order[s:s + self.batch_size])  # sorted: sequential reads from the memory map
-            x, slot = self.ring.take(len(idx), tuple(self.images.shape[1:]), self.batch_size)
+            x, slot = ring.take(len(idx), rows, capacity)
             # mode="clip" (indices are checked above): with the default "raise", numpy buffers `out` and copies
             # every batch twice, 3x slower on a 38 MB batch
             np.take(self.images, idx, axis=0, out=x.numpy(), mode="clip")
@@ -95,13 +112,14 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.epoch += 1
-        for x, y in _uploaded(_prefetch(self._gather(), self.depth), self.device, self.ring):
-            x = torch.div(x.permute(0, 3, 1, 2), 255.0)  # uint8 -> float32 in [0, 1], one pass
-            x, done = apply_plan(x, self.plan)
-            yield self.norm(x, done), y
+        with self.ring.claimed() as ring:
+            for x, y in _uploaded(_prefetch(self._gather(ring), ring.depth), self.device, ring):
+                x = torch.div(x.permute(0, 3, 1, 2), 255.0)  # uint8 -> float32 in [0, 1] (one kernel on CUDA)
+                x, done = apply_plan(x, self.plan)
+                yield self.norm(x, done), y
 
 
-def _uploaded(batches: Iterator, device: torch.device, ring: _HostRing) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _uploaded(batches: Iterator, device: torch.device, ring: HostRing) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Host-to-device copies on a side stream, one batch ahead, so they overlap the previous training step."""
     if device.type != "cuda":
         for x, y, _slot in batches:
@@ -222,10 +240,11 @@ def _seed_worker(worker_id: int) -> None:
 
 def make_loader(images: np.ndarray, index: np.ndarray, targets: np.ndarray, *, batch_size: int, spec,
                 mean, std, device: torch.device, channels_last: bool, shuffle: bool,
-                weights: np.ndarray | None = None, seed: int = 0, num_workers: int = 0):
+                weights: np.ndarray | None = None, seed: int = 0, num_workers: int = 0, ring: HostRing | None = None):
+    """``ring``: host buffers to share with the run's other loader (see HostRing)."""
     norm = _Normalizer(mean, std, device, channels_last)
     plan = tensor_plan(spec)
     if plan is not None:
-        return TensorBatches(images, index, targets, batch_size, plan, norm, device, shuffle, weights, seed)
+        return TensorBatches(images, index, targets, batch_size, plan, norm, device, shuffle, weights, seed, ring)
     return AlbumentationsBatches(images, index, targets, batch_size, spec, norm, device, shuffle, weights,
                                  seed, num_workers)

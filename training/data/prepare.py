@@ -11,7 +11,7 @@ import torch
 from ..config import RunConfig
 from ..errors import DataError
 from .cache import decode_cached
-from .loader import make_loader
+from .loader import HostRing, make_loader
 from .samples import Samples
 from .sources import load_samples
 from .split import split_indices
@@ -66,7 +66,8 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
     tr, va = good[tr], good[va]
     weights = _sample_weights(samples, tr) if d.weighted_sampler else None
     common = dict(spec=None, mean=cfg.augment.mean, std=cfg.augment.std, device=device,
-                  channels_last=channels_last, seed=cfg.seed, num_workers=d.num_workers)
+                  channels_last=channels_last, seed=cfg.seed, num_workers=d.num_workers,
+                  ring=HostRing(pin=device.type == "cuda"))  # train and val take turns on one set of buffers
     train = make_loader(dec.images, tr, samples.targets, batch_size=batch_size, shuffle=True, weights=weights,
                         **{**common, "spec": cfg.augment.train})
     val = make_loader(dec.images, va, samples.targets, batch_size=batch_size, shuffle=False,
