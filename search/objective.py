@@ -60,9 +60,13 @@ def _resume_point(trial: optuna.Trial, storage) -> Path | None:
 
 
 def _free_memory() -> None:
+    """After every trial: the next one may use other batch or image sizes, so cached device memory and cached
+    page-locked host blocks (the loader's buffers) go back to the system instead of piling up per size."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        if hasattr(torch._C, "_host_emptyCache"):  # no public API for the pinned-host cache yet
+            torch._C._host_emptyCache()
 
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialState:
