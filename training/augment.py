@@ -16,7 +16,7 @@ import albumentations as A
 from . import augment_ops
 from .augment_ops import TENSOR_OPS
 
-__all__ = ["parse_pipeline", "build_compose", "tensor_plan", "TENSOR_OPS"]
+__all__ = ["parse_pipeline", "build_compose", "tensor_plan", "pipeline_normalization", "TENSOR_OPS"]
 
 
 def _with_p(t: Any) -> Any:
@@ -76,3 +76,20 @@ def tensor_plan(spec: Any) -> list[tuple[str, dict]] | None:
             return None
         plan.append((name, t))
     return plan
+
+
+def pipeline_normalization(spec: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) on [0, 1] pixels of the pipeline's always-applied standard Normalize, or None: the
+    normalization val images must get when the eval pipeline has none of its own."""
+    if spec is None:
+        return None
+    for t in A.to_dict(build_compose(spec))["transform"]["transforms"]:
+        if t["__class_fullname__"].rsplit(".", 1)[-1] != "Normalize" or t.get("p", 1.0) < 1.0 \
+                or t.get("normalization", "standard") != "standard":
+            continue
+        k = float(t.get("max_pixel_value", 255.0)) / 255.0  # (x * 255 / mpv - mean) / std on x in [0, 1]
+        mean = t.get("mean", (0.485, 0.456, 0.406))
+        std = t.get("std", (0.229, 0.224, 0.225))
+        mean, std = ([v] * 3 if isinstance(v, (int, float)) else list(v) for v in (mean, std))
+        return tuple(float(m) * k for m in mean), tuple(float(d) * k for d in std)
+    return None

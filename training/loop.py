@@ -135,11 +135,15 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         set_rng_state(ck["rng"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         start, history, best = ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None
         data.train.epoch = start
         log.info("resumed from %s at epoch %d", resume_from, start)
+    stopped = resume_from is not None and bool(ck.get("stopped"))  # it had stopped early: nothing left to train
 
-    for epoch in range(start + 1, cfg.train.epochs + 1):
+    result = None
+    for epoch in range(start + 1, cfg.train.epochs + 1 if not stopped else start + 1):
         t0 = time.perf_counter()
         train_loss, seen = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
         if not math.isfinite(train_loss):
@@ -152,17 +156,19 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         if best is None or m["macro_f1"] > best["macro_f1"]:
             best = m
             torch.save(model.state_dict(), out / "best.pt")
+        stopped = bool(cfg.train.patience) and epoch - best["epoch"] >= cfg.train.patience
         save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), epoch=epoch, rng=rng_state(),
+                        scaler=scaler.state_dict() if scaler is not None else None, stopped=stopped,
                         history=json.dumps(history), best=json.dumps(best))
         result = {**_result(best, history, out, data), "resumed_at_epoch": start}
         _write_json(out / "metrics.json", result)
         if callback is not None:
             callback(epoch, m)
-        if cfg.train.patience and epoch - best["epoch"] >= cfg.train.patience:
+        if stopped:
             log.info("early stop at epoch %d: no better macro-F1 for %d epochs", epoch, cfg.train.patience)
             break
-    if start >= cfg.train.epochs:  # resumed from a run that had already trained its last epoch
+    if result is None:  # resumed from a run that had already finished (last epoch, or stopped early)
         result = {**_result(best, history, out, data), "resumed_at_epoch": start}
     return result
 

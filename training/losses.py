@@ -27,8 +27,8 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits.float(), dim=1)
         ce = F.nll_loss(logp, target, weight=self.weight, reduction="none")
-        if self.label_smoothing:
-            smooth = -logp.mean(dim=1)
+        if self.label_smoothing:  # the uniform part weighted per class, as F.cross_entropy does
+            smooth = -(logp * self.weight).mean(dim=1) if self.weight is not None else -logp.mean(dim=1)
             ce = (1 - self.label_smoothing) * ce + self.label_smoothing * smooth
         pt = logp.gather(1, target[:, None]).squeeze(1).exp()
         loss = (1 - pt) ** self.gamma * ce

@@ -92,6 +92,20 @@ def test_cpu_path_with_its_own_normalize_is_not_normalized_again(folder):
     assert torch.allclose(x[:, 0], x[:, 2], atol=1e-5)
 
 
+@pytest.mark.parametrize("train", [spec(A.HorizontalFlip(p=0.5), A.Normalize(mean=0.5, std=0.5)),
+                                   spec(A.ToGray(p=0.2), A.Normalize(mean=0.5, std=0.5))], ids=["tensor", "cpu"])
+def test_val_without_its_own_normalize_is_normalized_like_train(folder, train):
+    """Train normalizes with mean = std = 0.5 (seed 000's pipeline); val has no pipeline: it must get the same
+    normalization, not augment.mean/std (ImageNet's)."""
+    cfg = parse_config(imagegen.base_config(folder, augment={"train": train, "eval": None}))
+    p = prepare_data(cfg, CPU, False, 16)
+    x, _ = next(iter(p.val))
+    assert x.min() >= -1 - 1e-5 and x.max() <= 1 + 1e-5 and x.min() < -0.5  # (x - 0.5) / 0.5 spans [-1, 1]
+    cfg_plain = parse_config(imagegen.base_config(folder))
+    xp, _ = next(iter(prepare_data(cfg_plain, CPU, False, 16).val))
+    assert torch.allclose(_unnormalize(xp), x * 0.5 + 0.5, atol=1e-5)  # same pixels, other normalization
+
+
 def test_tensor_path_applies_the_pipeline(folder):
     plain_p, plain_x, plain_y = _first_batch(folder, None)
     flip_p, flip_x, flip_y = _first_batch(folder, spec(A.HorizontalFlip(p=1.0)))

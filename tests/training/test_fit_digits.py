@@ -128,3 +128,17 @@ def test_best_pt_reproduces_the_best_macro_f1_on_the_val_split(digits_run):
     scores, targets, _ = evaluate(model, data.val, loss, rt)
     m = classification_metrics(scores, targets, data.samples.classes, False)
     assert m["macro_f1"] == pytest.approx(r["macro_f1"], abs=1e-6)
+
+
+def test_macro_f1_leaves_out_a_class_absent_from_val_and_never_predicted():
+    """A rare class can be missing from a (grouped) val split: it has no F1, so it is not averaged in as 0."""
+    scores = np.eye(3)[[0, 0, 1, 1]] * 5.0  # predicts classes 0 and 1 perfectly, never 2
+    m = classification_metrics(scores, np.array([0, 0, 1, 1]), ["a", "b", "c"], False)
+    assert m["macro_f1"] == pytest.approx(1.0) and m["per_class_f1"] == {"a": 1.0, "b": 1.0, "c": None}
+    # predicted but absent from val: a real false positive, counted
+    m = classification_metrics(np.eye(3)[[0, 2, 1, 1]] * 5.0, np.array([0, 0, 1, 1]), ["a", "b", "c"], False)
+    assert m["per_class_f1"]["c"] == 0.0 and m["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    # multi-label: label 2 never positive and never predicted
+    true = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    m = classification_metrics(np.where(true == 1, 5.0, -5.0), true, ["x", "y", "z"], True)
+    assert m["macro_f1"] == pytest.approx(1.0) and m["per_class_f1"]["z"] is None

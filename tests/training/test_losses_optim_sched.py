@@ -55,12 +55,17 @@ def test_focal_gamma_0_equals_cross_entropy(label_smoothing):
     assert torch.allclose(x1.grad, x2.grad, atol=1e-7)
 
 
-def test_focal_gamma_0_equals_weighted_cross_entropy():
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_focal_gamma_0_equals_weighted_cross_entropy(label_smoothing):
+    """Weights and smoothing together (the mask task's setting): still exactly weighted, smoothed CE, and the
+    loss does not change when every weight is scaled."""
     x, y = _logits()
     w = torch.tensor([0.5, 1.0, 2.0, 4.0, 1.5])
-    ce = build_loss("ce", gamma=0.0, weight=w, label_smoothing=0.0)(x, y)
-    fo = build_loss("focal", gamma=0.0, weight=w, label_smoothing=0.0)(x, y)
+    ce = build_loss("ce", gamma=0.0, weight=w, label_smoothing=label_smoothing)(x, y)
+    fo = build_loss("focal", gamma=0.0, weight=w, label_smoothing=label_smoothing)(x, y)
+    fo10 = build_loss("focal", gamma=0.0, weight=10 * w, label_smoothing=label_smoothing)(x, y)
     assert float(fo) == pytest.approx(float(ce), rel=1e-5)
+    assert float(fo10) == pytest.approx(float(fo), rel=1e-5)
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0, 5.0])

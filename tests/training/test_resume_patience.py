@@ -43,6 +43,34 @@ def test_resume_from_last_checkpoint_gives_the_uninterrupted_run(folder, tmp_pat
     assert resumed["best_epoch"] == full["best_epoch"]
 
 
+def test_resume_with_cpu_albumentations_in_process_repeats_the_draws(folder, tmp_path):
+    """An op without a tensor version (Rotate) runs through albumentations; with num_workers 0 its random
+    stream must depend on (seed, epoch) only, or the resumed epochs see other augmentations."""
+    rotate = [{"__class_fullname__": "Rotate", "limit": 30, "p": 1.0}]
+    cfg = parse_config(imagegen.base_config({**folder, "num_workers": 0}, train={"epochs": 3},
+                                            augment={"train": rotate}))
+    full = fit(cfg, tmp_path / "full")
+
+    def stop_after_1(epoch, m):
+        if epoch == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(cfg, tmp_path / "part", stop_after_1)
+    resumed = fit(cfg, tmp_path / "part", resume_from=tmp_path / "part" / "last.pt")
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in full["history"]],
+                                                                          rel=1e-5)
+
+
+def test_resuming_a_run_that_stopped_early_does_not_train_on(folder, tmp_path):
+    cfg = parse_config(imagegen.base_config(folder, train={"epochs": 12, "patience": 2},
+                                            optimizer={"name": "adamw", "lr": 0.01}))
+    first = fit(cfg, tmp_path / "out")
+    assert first["epochs_run"] < 12
+    again = fit(cfg, tmp_path / "out", resume_from=tmp_path / "out" / "last.pt")
+    assert again["epochs_run"] == first["epochs_run"] and again["macro_f1"] == first["macro_f1"]
+
+
 def test_patience_stops_after_epochs_without_a_better_f1(folder, tmp_path):
     seen = []
     cfg = parse_config(imagegen.base_config(folder, train={"epochs": 12, "patience": 2},

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from ..augment import build_compose, tensor_plan
 from ..augment_ops import apply_plan
@@ -190,15 +190,18 @@ def _prefetch(it: Iterator, depth: int = 3) -> Iterator:
 class _AlbuDataset(Dataset):
     def __init__(self, images: np.ndarray, index: np.ndarray, targets: np.ndarray, spec) -> None:
         self.images, self.index, self.targets, self.spec = images, index, targets, spec
-        self.compose = None
+        self.compose, self.epoch_seed = None, 0
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int):
-        if self.compose is None:  # built lazily, one per worker process, seeded from the loader's generator
+        if self.compose is None:  # built lazily: once per epoch, in each worker process or in this one
             self.compose = build_compose(self.spec)
-            self.compose.set_random_seed(torch.initial_seed() % 2**32)
+            # a worker's torch seed comes from the epoch's generator; without workers, the epoch seed itself:
+            # either way the draws depend only on (seed, epoch), so a resumed run repeats them
+            in_worker = get_worker_info() is not None
+            self.compose.set_random_seed((torch.initial_seed() if in_worker else self.epoch_seed) % 2**32)
         img = self.compose(image=np.array(self.images[self.index[i]]))["image"]  # a writable copy
         done = img.dtype != np.uint8
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
@@ -221,6 +224,7 @@ class AlbumentationsBatches:
     def __iter__(self):
         self.epoch += 1
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        self.ds.compose, self.ds.epoch_seed = None, self.seed * 1000 + self.epoch
         order = _order(len(self.ds), self.shuffle, self.weights, gen).tolist()
         dl = DataLoader(self.ds, batch_size=self.batch_size, sampler=order, num_workers=self.num_workers,
                         pin_memory=self.device.type == "cuda", persistent_workers=False,

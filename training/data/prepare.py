@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..augment import pipeline_normalization
 from ..config import RunConfig
 from ..errors import DataError
 from .cache import decode_cached
@@ -70,6 +71,9 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
                   ring=HostRing(pin=device.type == "cuda"))  # train and val take turns on one set of buffers
     train = make_loader(dec.images, tr, samples.targets, batch_size=batch_size, shuffle=True, weights=weights,
                         **{**common, "spec": cfg.augment.train})
+    # val without a Normalize of its own is normalized as training was: by the train pipeline's Normalize when
+    # it has one (e.g. mean = std = 0.5), else by augment.mean/std
+    mean, std = pipeline_normalization(cfg.augment.train) or (cfg.augment.mean, cfg.augment.std)
     val = make_loader(dec.images, va, samples.targets, batch_size=batch_size, shuffle=False,
-                      **{**common, "spec": cfg.augment.eval})
+                      **{**common, "spec": cfg.augment.eval, "mean": mean, "std": std})
     return Prepared(train, val, samples, tr, va, skipped, dec.built)
