@@ -36,6 +36,7 @@ def batch_ceiling(study: optuna.Study, cfg: RunConfig) -> int | None:
     if key in study.user_attrs:
         return int(study.user_attrs[key])
     value = probe_max_batch(cfg, rt, num_outputs=1000)
-    study.set_user_attr(key, value)
+    if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
+        study.set_user_attr(key, value)
     return value
 

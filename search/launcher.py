@@ -19,6 +19,7 @@ from training.runtime import resolve_runtime
 
 from .budget import counts
 from .errors import SearchError
+from .objective import WorkerStopped
 from .status import study_status
 from .storage import open_storage, redact
 from .study_config import StudyConfig
@@ -62,7 +63,10 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
         cmd += ["--timeout", str(timeout)] if timeout else []
         procs.append(subprocess.Popen(cmd, env=worker_env(i, k, trials_per_gpu)))
 
+    stopped_by: list[str] = []
+
     def forward(signum, frame):
+        stopped_by.append(signal.Signals(signum).name)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -73,6 +77,8 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if stopped_by and all(c in (0, 143) for c in codes):  # each worker re-queued its trial and exited
+        raise WorkerStopped(stopped_by[0])
     return max(codes, key=abs)
 
 

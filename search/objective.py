@@ -24,6 +24,7 @@ from training.config import dump_config
 from training.errors import TrainingError
 
 from .batch import batch_ceiling
+from .budget import budget_lock
 from .heartbeat import Heartbeat
 from .resilience import with_store_retry
 from .mirror import TrialMirror
@@ -122,8 +123,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialState:
         return TrialState.FAIL
     except (WorkerStopped, KeyboardInterrupt):
         _fail(trial, "worker stopped by a signal; the trial is re-queued")
-        _requeue(trial, ctx.storage)
-        _tell(trial, TrialState.FAIL, None)
+        # under the study lock, where stale trials are failed and retried: exactly one of us re-queues it
+        with budget_lock(ctx.storage, ctx.storage.url, trial.study.study_name):
+            if ctx.storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                _requeue(trial, ctx.storage)
+                _tell(trial, TrialState.FAIL, None)
         if mirror:
             mirror.finish("FAIL", {"reason": "worker stopped"})
         raise

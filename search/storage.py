@@ -101,7 +101,12 @@ def _schema_lock(url: str):
         yield
         return
     lock_path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
-    with open(lock_path, "a") as fh:
+    try:
+        fh = open(lock_path, "a")
+    except OSError:  # a read-only folder: `status` / `best` on someone else's store create no schema
+        yield
+        return
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

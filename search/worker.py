@@ -71,6 +71,10 @@ class WorkerResult:
 
 def _install_signal_handlers() -> None:
     def stop(signum, frame):
+        # once: Ctrl-C reaches a worker both from the terminal and forwarded by `search run --workers K`; a
+        # second signal must not interrupt the requeue of the running trial
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise WorkerStopped(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, stop)

@@ -24,3 +24,17 @@ def search_bg(*args: str, cwd: Path, log: Path, **env: str) -> subprocess.Popen:
     fh = open(log, "w")
     return subprocess.Popen([sys.executable, "-m", "search", *args], cwd=cwd, env=cli_env(**env),
                             stdout=fh, stderr=subprocess.STDOUT, text=True)
+
+
+def study_trials(url: str, name: str) -> list:
+    """The study's trials as the store holds them now; the engine is closed at once (tests poll this in loops
+    and must not pile up idle Postgres connections)."""
+    import optuna
+
+    from search.storage import open_storage
+
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=True)
+    finally:
+        storage.engine.dispose()

@@ -157,14 +157,14 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
             best = m
             torch.save(model.state_dict(), out / "best.pt")
         stopped = bool(cfg.train.patience) and epoch - best["epoch"] >= cfg.train.patience
+        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
+        _write_json(out / "metrics.json", result)
+        if callback is not None:  # before the checkpoint: a run killed in between resumes at this epoch and
+            callback(epoch, m)    # reports it again (ignored), instead of resuming after an unreported epoch
         save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), epoch=epoch, rng=rng_state(),
                         scaler=scaler.state_dict() if scaler is not None else None, stopped=stopped,
                         history=json.dumps(history), best=json.dumps(best))
-        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
-        _write_json(out / "metrics.json", result)
-        if callback is not None:
-            callback(epoch, m)
         if stopped:
             log.info("early stop at epoch %d: no better macro-F1 for %d epochs", epoch, cfg.train.patience)
             break

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,17 +16,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from clitools import search, search_bg
+from clitools import cli_env, search, search_bg, study_trials
 from search import load_study
 from search.storage import open_storage
 from search.worker import open_study, work
 from studygen import write_study
 
 pytestmark = pytest.mark.slow
-
-
-def _trials(url, name):
-    return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
 
 
 def test_bad_trials_fail_with_a_reason_and_the_worker_goes_on(tmp_path, monkeypatch):
@@ -75,7 +72,7 @@ def test_bad_trials_fail_with_a_reason_and_the_worker_goes_on(tmp_path, monkeypa
 
     monkeypatch.setattr("search.worker.run_trial", run)
     work(sc, url, n_trials=2, output_root=tmp_path / "runs", use_wandb=False, worker_index=0)
-    t = _trials(url, "bad")
+    t = study_trials(url, "bad")
     assert [x.state for x in t[:3]] == [TrialState.FAIL] * 3
     assert "out of memory" in t[0].user_attrs["fail_reason"]
     assert "loss became nan" in t[1].user_attrs["fail_reason"].lower() or "inf" in t[1].user_attrs["fail_reason"]
@@ -92,7 +89,7 @@ def test_sigterm_marks_the_running_trial_and_requeues_it(tmp_path):
     end = time.time() + 120
     while time.time() < end:
         try:
-            running = [t for t in _trials(url, "term") if t.state == TrialState.RUNNING and t.intermediate_values]
+            running = [t for t in study_trials(url, "term") if t.state == TrialState.RUNNING and t.intermediate_values]
         except Exception:
             running = []
         if running:
@@ -101,14 +98,47 @@ def test_sigterm_marks_the_running_trial_and_requeues_it(tmp_path):
     assert running, (tmp_path / "w.log").read_text()
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=60) != 0
-    t = _trials(url, "term")
+    t = study_trials(url, "term")
     assert not [x for x in t if x.state == TrialState.RUNNING], "a stopped worker left its trial RUNNING"
     assert t[0].state == TrialState.FAIL and "signal" in t[0].user_attrs["fail_reason"]
     assert t[1].state == TrialState.WAITING and t[1].params == t[0].params
     r = search("worker", "--study", str(study), "--storage", url, "--no-wandb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    t = _trials(url, "term")
+    t = study_trials(url, "term")
     assert t[1].state == TrialState.COMPLETE and t[1].user_attrs["resumed_at_epoch"] >= 1
+
+
+def test_ctrl_c_on_run_with_workers_requeues_each_running_trial_once(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: `search run --workers 2` and both workers (each
+    also gets it forwarded by the launcher). Each running trial is re-queued exactly once, none is left RUNNING,
+    and the command exits 143 with the resume hint."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = write_study(tmp_path, "ctrlc", n_trials=4, epochs=8, limit=1200,
+                        space={"optimizer.lr": {"low": 3.0e-3, "high": 1.0e-2, "log": True}})
+    log = tmp_path / "run.log"
+    with open(log, "w") as fh:
+        run = subprocess.Popen([sys.executable, "-m", "search", "run", "--study", str(study), "--storage", url,
+                                "--workers", "2", "--no-wandb"], cwd=tmp_path, env=cli_env(), stdout=fh,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # its own group: the "terminal"
+    end = time.time() + 180
+    running = []
+    while time.time() < end and len(running) < 2:
+        try:
+            running = [t for t in study_trials(url, "ctrlc") if t.state == TrialState.RUNNING and t.intermediate_values]
+        except Exception:
+            running = []
+        time.sleep(0.3)
+    assert len(running) == 2, log.read_text()
+    os.killpg(run.pid, signal.SIGINT)
+    assert run.wait(timeout=90) == 143, log.read_text()
+    assert "rerun the command to resume" in log.read_text()
+    t = study_trials(url, "ctrlc")
+    assert not [x for x in t if x.state == TrialState.RUNNING], "a stopped worker left its trial RUNNING"
+    stopped = [x for x in t if x.state == TrialState.FAIL]
+    assert {x.number for x in stopped} >= {x.number for x in running}
+    waiting = [x for x in t if x.state == TrialState.WAITING]
+    for x in running:  # re-queued once: exactly one WAITING retry points back at it
+        assert sum(w.system_attrs.get("failed_trial") == x.number for w in waiting) == 1, log.read_text()
 
 
 def _pg_restart():
@@ -129,7 +159,7 @@ def test_workers_survive_a_postgres_restart_without_losing_trials(pg_url, tmp_pa
                   cwd=tmp_path, log=tmp_path / "w.log")
     def one_complete():
         try:
-            return any(t.state == TrialState.COMPLETE for t in _trials(pg_url, "outage"))
+            return any(t.state == TrialState.COMPLETE for t in study_trials(pg_url, "outage"))
         except KeyError:  # the worker has not created the study yet
             return False
 
@@ -140,7 +170,7 @@ def test_workers_survive_a_postgres_restart_without_losing_trials(pg_url, tmp_pa
     assert w.wait(timeout=400) == 0, (tmp_path / "w.log").read_text()[-3000:]
     log = (tmp_path / "w.log").read_text()
     assert "storage unreachable" in log and "reconnecting" in log
-    t = _trials(pg_url, "outage")
+    t = study_trials(pg_url, "outage")
     assert sum(x.state in (TrialState.COMPLETE, TrialState.PRUNED) for x in t) == 6
     assert not [x for x in t if x.state in (TrialState.RUNNING, TrialState.WAITING)]
 
@@ -177,6 +207,6 @@ def test_no_secret_in_output_exports_attrs_or_wandb(pg_url, tmp_path):
              (tmp_path / "best.yaml").read_text()]
     texts += [p.read_text(errors="ignore") for p in (tmp_path / "runs").rglob("*") if p.is_file() and p.suffix in
               (".yaml", ".json", ".log", ".wandb", ".txt")]
-    t = _trials(pg_url, "sec")[0]
+    t = study_trials(pg_url, "sec")[0]
     texts.append(repr(t.user_attrs) + repr(t.system_attrs))
     assert not [s for s in texts if secret in s]

@@ -29,3 +29,24 @@ def test_many_workers_create_a_new_store_at_once(storage_url, tmp_path):
     go.touch()
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert [code for code, _ in results] == [0] * n, [err for _, err in results if err]
+
+
+def test_a_store_in_a_read_only_folder_still_opens(tmp_path, monkeypatch):
+    """`status` / `best` on someone else's store: the schema lock file cannot be created there; reading works."""
+    import builtins
+
+    from search.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    open_storage(url).engine.dispose()  # the store exists
+    real_open = builtins.open
+
+    def no_lock_files(path, *a, **k):
+        if str(path).endswith(".schema.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_lock_files)
+    storage = open_storage(url, must_exist=True)
+    assert storage.get_all_studies() == []
+    storage.engine.dispose()

@@ -16,14 +16,10 @@ from optuna.trial import TrialState
 
 from search.storage import open_storage
 
-from clitools import search, search_bg
+from clitools import search, search_bg, study_trials
 from studygen import write_study
 
 pytestmark = pytest.mark.slow
-
-
-def _trials(url: str, name: str):
-    return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
 
 
 def test_three_workers_finish_exactly_n_trials(storage_url, tmp_path):
@@ -35,7 +31,7 @@ def test_three_workers_finish_exactly_n_trials(storage_url, tmp_path):
     codes = [p.wait(timeout=300) for p in procs]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(3)]
     assert codes == [0, 0, 0], logs
-    trials = _trials(storage_url, "par")
+    trials = study_trials(storage_url, "par")
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 7
     assert len({t.number for t in trials}) == len(trials)
@@ -64,10 +60,10 @@ def test_resume_never_duplicates_and_tops_up(tmp_path):
     for _ in range(2):
         r = search("run", "--study", str(study), "--storage", url, "--n-trials", "2", "--no-wandb", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-    assert len(_trials(url, "resume")) == 2
+    assert len(study_trials(url, "resume")) == 2
     r = search("run", "--study", str(study), "--storage", url, "--n-trials", "3", "--no-wandb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [t.state for t in _trials(url, "resume")] == [TrialState.COMPLETE] * 3
+    assert [t.state for t in study_trials(url, "resume")] == [TrialState.COMPLETE] * 3
 
 
 def _wait_for(pred, timeout: float, what: str):
@@ -88,7 +84,7 @@ def test_sigkilled_worker_trial_is_failed_retried_and_resumed(storage_url, tmp_p
 
     def mid_trial():
         try:
-            ts = _trials(storage_url, "crash")
+            ts = study_trials(storage_url, "crash")
         except Exception:
             return None
         return [t for t in ts if t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2]
@@ -99,7 +95,7 @@ def test_sigkilled_worker_trial_is_failed_retried_and_resumed(storage_url, tmp_p
     b = search_bg("worker", "--study", str(study), "--storage", storage_url, "--no-wandb", "--worker-index", "1",
                   cwd=tmp_path, log=tmp_path / "b.log")
     assert b.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()
-    trials = {t.number: t for t in _trials(storage_url, "crash")}
+    trials = {t.number: t for t in study_trials(storage_url, "crash")}
     assert trials[victim.number].state == TrialState.FAIL
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
@@ -123,7 +119,7 @@ def test_median_pruner_prunes_a_weak_trial(storage_url, tmp_path):
     for lr in (0.01, 0.02, 0.015, 1.0e-7):  # three good trials, then one that cannot learn
         st.enqueue_trial({"optimizer.lr": lr})
     work(sc, storage_url, n_trials=4, output_root=tmp_path / "runs", use_wandb=False, worker_index=0)
-    trials = _trials(storage_url, "prune")
+    trials = study_trials(storage_url, "prune")
     assert [t.state for t in trials[:3]] == [TrialState.COMPLETE] * 3
     weak = trials[3]
     assert weak.params["optimizer.lr"] == pytest.approx(1e-7)
@@ -139,7 +135,7 @@ def test_best_export_retrains_to_the_same_macro_f1(storage_url, tmp_path):
     assert r.returncode == 0, r.stderr
     exported = (tmp_path / "best.yaml").read_text()
     assert "split_seed" in exported and "epochs: 3" in exported
-    best = max((t for t in _trials(storage_url, "exp") if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    best = max((t for t in study_trials(storage_url, "exp") if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     r = search("train", "--config", "best.yaml", "--output", "retrain", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])

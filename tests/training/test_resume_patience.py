@@ -51,12 +51,12 @@ def test_resume_with_cpu_albumentations_in_process_repeats_the_draws(folder, tmp
                                             augment={"train": rotate}))
     full = fit(cfg, tmp_path / "full")
 
-    def stop_after_1(epoch, m):
-        if epoch == 1:
+    def stop_at_2(epoch, m):  # last.pt then holds epoch 1: epochs 2 and 3 run again, after the resume
+        if epoch == 2:
             raise _Stop
 
     with pytest.raises(_Stop):
-        fit(cfg, tmp_path / "part", stop_after_1)
+        fit(cfg, tmp_path / "part", stop_at_2)
     resumed = fit(cfg, tmp_path / "part", resume_from=tmp_path / "part" / "last.pt")
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in full["history"]],
                                                                           rel=1e-5)
@@ -69,6 +69,22 @@ def test_resuming_a_run_that_stopped_early_does_not_train_on(folder, tmp_path):
     assert first["epochs_run"] < 12
     again = fit(cfg, tmp_path / "out", resume_from=tmp_path / "out" / "last.pt")
     assert again["epochs_run"] == first["epochs_run"] and again["macro_f1"] == first["macro_f1"]
+
+
+def test_each_epoch_is_reported_before_its_checkpoint(folder, tmp_path):
+    """A run killed between the two must resume at an epoch it already reported (reported again, ignored),
+    never after one it did not report: the pruner's curve has no hole."""
+    import torch
+
+    cfg = parse_config(imagegen.base_config(folder, train={"epochs": 3}))
+    seen = []
+
+    def check(epoch, m):
+        last = tmp_path / "out" / "last.pt"
+        seen.append(torch.load(last, weights_only=True)["epoch"] if last.exists() else 0)
+
+    fit(cfg, tmp_path / "out", check)
+    assert seen == [0, 1, 2]
 
 
 def test_patience_stops_after_epochs_without_a_better_f1(folder, tmp_path):
