@@ -268,7 +268,7 @@ def main() -> None:
     print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s "
           "| gather img/s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.models.split(","):
+    for name in [m for m in args.models.split(",") if m]:  # --models "": skip these rows
         r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
         results["models"].append(r)
         print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
@@ -276,7 +276,7 @@ def main() -> None:
     print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) | aggregate img/s | vs K=1 |")
     print("|---|---|---|")
     base = None
-    for k in [int(v) for v in args.k.split(",")]:
+    for k in [int(v) for v in args.k.split(",") if v]:  # --k "": skip the sharing rows
         ips = bench_sharing(k, args.share_model, args.share_size, root, args.share_batch, args.share_seconds)
         base = base or ips
         results["sharing"].append({"k": k, "ips": ips})
@@ -284,7 +284,7 @@ def main() -> None:
     if cuda and args.ceiling:
         print("\n| model | size | probed ceiling | ceiling trains | 2x ceiling OOMs | probe s |")
         print("|---|---|---|---|---|---|")
-        for name in args.ceiling.split(","):
+        for name in [m for m in args.ceiling.split(",") if m]:
             c = check_ceiling(name, args.size, root)
             results["ceilings"].append(c)
             print(f"| {name} | {args.size} | {c['ceiling']} | {c['ceiling_trains']} | {c['double_ooms']} | "
