@@ -77,7 +77,7 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    if stopped_by and all(c in (0, 143) for c in codes):  # each worker re-queued its trial and exited
+    if stopped_by and 143 in codes and all(c in (0, 143) for c in codes):  # each re-queued its trial and exited
         raise WorkerStopped(stopped_by[0])
     return max(codes, key=abs)
 

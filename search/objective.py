@@ -123,11 +123,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialState:
         return TrialState.FAIL
     except (WorkerStopped, KeyboardInterrupt):
         _fail(trial, "worker stopped by a signal; the trial is re-queued")
-        # under the study lock, where stale trials are failed and retried: exactly one of us re-queues it
-        with budget_lock(ctx.storage, ctx.storage.url, trial.study.study_name):
-            if ctx.storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-                _requeue(trial, ctx.storage)
-                _tell(trial, TrialState.FAIL, None)
+        with_store_retry(lambda: _requeue_once(trial, ctx.storage), f"re-queue trial {n}")
         if mirror:
             mirror.finish("FAIL", {"reason": "worker stopped"})
         raise
@@ -193,6 +189,17 @@ def _tell(trial: optuna.Trial, state: TrialState, value: float | None) -> None:
                 raise
 
     with_store_retry(once, f"record the end of trial {trial.number}")
+
+
+def _requeue_once(trial: optuna.Trial, storage) -> None:
+    """Under the study lock, where stale trials are failed and retried, so that exactly one of us re-queues it;
+    safe to repeat (a store retry) since it acts only while the trial is still RUNNING."""
+    with budget_lock(storage, storage.url, trial.study.study_name):
+        if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            trials = trial.study.get_trials(deepcopy=False)
+            if not any(trial.number in t.system_attrs.get("retry_history", ()) for t in trials):  # not yet re-queued
+                _requeue(trial, storage)
+            _tell(trial, TrialState.FAIL, None)
 
 
 def _requeue(trial: optuna.Trial, storage) -> None:

@@ -101,9 +101,14 @@ def _schema_lock(url: str):
         yield
         return
     lock_path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
-    try:
-        fh = open(lock_path, "a")
-    except OSError:  # a read-only folder: `status` / `best` on someone else's store create no schema
+    fh = None
+    for mode in ("a", "r"):  # "r": a lock file someone else created; flock works on a read-only descriptor
+        try:
+            fh = open(lock_path, mode)
+            break
+        except OSError:
+            continue
+    if fh is None:  # a read-only folder: `status` / `best` on someone else's store create no schema
         yield
         return
     with fh:

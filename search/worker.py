@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,23 +71,42 @@ class WorkerResult:
     budget: int
 
 
-def _install_signal_handlers() -> None:
-    def stop(signum, frame):
-        # once: Ctrl-C reaches a worker both from the terminal and forwarded by `search run --workers K`; a
-        # second signal must not interrupt the requeue of the running trial
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise WorkerStopped(signal.Signals(signum).name)
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGTERM/SIGINT stop the worker by raising WorkerStopped (the running trial is marked and re-queued).
+    Ctrl-C reaches a worker twice, from the terminal and forwarded by `search run --workers K`: the second
+    signal must not interrupt that re-queue, so it is only noted; a third exits at once (the trial then goes
+    stale and is retried). The previous handlers come back when the worker returns."""
+    seen = []
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def stop(signum, frame):
+        seen.append(signum)
+        if len(seen) == 1:
+            raise WorkerStopped(signal.Signals(signum).name)
+        if len(seen) == 2:
+            print("stopping: re-queuing the running trial (signal again to exit now)", file=sys.stderr, flush=True)
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def work(sc: StudyConfig, url: str, *, n_trials: int | None = None, output_root: Path = Path("runs"),
          use_wandb: bool = True, timeout: float | None = None, worker_index: int | None = None) -> WorkerResult:
     """Claim and run trials until ``complete + pruned >= budget``; a bad trial never ends the loop."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _install_signal_handlers()
+    with _stop_signals():
+        return _work(sc, url, n_trials, output_root, use_wandb, timeout, worker_index)
+
+
+def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, use_wandb: bool,
+          timeout: float | None, worker_index: int | None) -> WorkerResult:
     apply_gpu_share()
     rel = sc.spec.reliability
     storage = open_storage(url, heartbeat_seconds=rel.heartbeat_seconds, max_retries=rel.max_retries)

@@ -9,12 +9,15 @@ Two places run them, with the same meaning:
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 import albumentations as A
 
 from . import augment_ops
 from .augment_ops import TENSOR_OPS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["parse_pipeline", "build_compose", "tensor_plan", "pipeline_normalization", "TENSOR_OPS"]
 
@@ -79,17 +82,31 @@ def tensor_plan(spec: Any) -> list[tuple[str, dict]] | None:
 
 
 def pipeline_normalization(spec: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """(mean, std) on [0, 1] pixels of the pipeline's always-applied standard Normalize, or None: the
-    normalization val images must get when the eval pipeline has none of its own."""
+    """(mean, std) on [0, 1] pixels of the pipeline's always-applied standard Normalize (at the top level or
+    inside an always-applied Sequential), or None: the normalization val images must get when the eval
+    pipeline has none of its own."""
     if spec is None:
         return None
-    for t in A.to_dict(build_compose(spec))["transform"]["transforms"]:
-        if t["__class_fullname__"].rsplit(".", 1)[-1] != "Normalize" or t.get("p", 1.0) < 1.0 \
-                or t.get("normalization", "standard") != "standard":
+    return _normalization(A.to_dict(build_compose(spec))["transform"]["transforms"])
+
+
+def _normalization(transforms: list[dict]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    for t in transforms:
+        name = t["__class_fullname__"].rsplit(".", 1)[-1]
+        if t.get("p", 1.0) < 1.0:
             continue
+        if name in ("Sequential", "Compose") and isinstance(t.get("transforms"), list):
+            if (found := _normalization(t["transforms"])) is not None:
+                return found
+            continue
+        if name != "Normalize":
+            continue
+        if t.get("normalization", "standard") != "standard":
+            log.warning("the train pipeline's Normalize uses normalization=%r, which val (no Normalize of its "
+                        "own) cannot repeat: add the same Normalize to augment.eval", t["normalization"])
+            return None
         k = float(t.get("max_pixel_value", 255.0)) / 255.0  # (x * 255 / mpv - mean) / std on x in [0, 1]
-        mean = t.get("mean", (0.485, 0.456, 0.406))
-        std = t.get("std", (0.229, 0.224, 0.225))
-        mean, std = ([v] * 3 if isinstance(v, (int, float)) else list(v) for v in (mean, std))
+        mean, std = ([v] * 3 if isinstance(v, (int, float)) else list(v)
+                     for v in (t.get("mean", (0.485, 0.456, 0.406)), t.get("std", (0.229, 0.224, 0.225))))
         return tuple(float(m) * k for m in mean), tuple(float(d) * k for d in std)
     return None

@@ -210,3 +210,36 @@ def test_no_secret_in_output_exports_attrs_or_wandb(pg_url, tmp_path):
     t = study_trials(pg_url, "sec")[0]
     texts.append(repr(t.user_attrs) + repr(t.system_attrs))
     assert not [s for s in texts if secret in s]
+
+
+def test_stop_signals_raise_once_note_the_second_and_restore_the_handlers(capfd):
+    from search.objective import WorkerStopped
+    from search.worker import _stop_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    noted = False
+    with _stop_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except WorkerStopped:  # the re-queue runs here; Ctrl-C's second copy must not interrupt it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            noted = True
+    assert noted and "re-queuing the running trial" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # pytest's (or the caller's) handler is back
+
+
+def test_requeue_of_a_stopped_trial_happens_once_even_when_repeated(tmp_path):
+    """The re-queue is retried on store errors: a repeat after a lost reply must not queue a second retry."""
+    from search.objective import _requeue, _requeue_once
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_seconds=10)
+    study = optuna.create_study(study_name="rq", storage=storage, direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    _requeue(trial, storage)  # it got as far as the re-queue, then the reply was lost
+    _requeue_once(trial, storage)
+    _requeue_once(trial, storage)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
+    storage.engine.dispose()

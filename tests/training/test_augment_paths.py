@@ -152,3 +152,17 @@ def test_bad_pipeline_is_a_one_line_config_error():
     with pytest.raises(ConfigError) as ei:
         parse_config({"augment": {"eval": 42}})
     assert "\n" not in str(ei.value) and "augment.eval" in str(ei.value)
+
+
+def test_the_normalization_val_inherits_from_train():
+    from training.augment import pipeline_normalization
+
+    half = ((0.5,) * 3, (0.5,) * 3)
+    assert pipeline_normalization(spec(A.HorizontalFlip(), A.Normalize(mean=0.5, std=0.5))) == half
+    assert pipeline_normalization(spec(A.Sequential([A.Normalize(mean=0.5, std=0.5)], p=1.0))) == half
+    mean, std = pipeline_normalization(spec(A.Normalize(mean=(0.5, 0.4, 0.3), std=(0.25,) * 3, max_pixel_value=1.0)))
+    assert mean == pytest.approx((0.5 / 255, 0.4 / 255, 0.3 / 255)) and std == pytest.approx((0.25 / 255,) * 3)
+    assert pipeline_normalization(spec(A.Normalize(mean=0.5, std=0.5, p=0.5))) is None  # not always applied
+    assert pipeline_normalization(spec(A.OneOf([A.Normalize(mean=0.5, std=0.5)], p=1.0))) is None
+    assert pipeline_normalization(spec(A.Normalize(normalization="min_max"))) is None  # with a warning
+    assert pipeline_normalization(None) is None
