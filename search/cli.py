@@ -112,11 +112,11 @@ def _open(study: str, storage: Optional[str]):
     import optuna
 
     from .storage import open_storage, resolve_url
-    from .study_config import load_study
+    from .study_config import study_name
 
     name = study
     try:
-        name = load_study(study).name  # a study file or a shipped name
+        name = study_name(study)  # a study file or a shipped name
     except TrainingError:
         pass  # a study that lives only in the store
     url = resolve_url(storage)

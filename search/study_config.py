@@ -13,7 +13,7 @@ from training.errors import ConfigError
 from .errors import StudyConfigError
 from .space import Param, apply_params, defaults, get_path, space_hash
 
-__all__ = ["StudyConfig", "load_study", "resolve_study_path", "STUDIES_DIR", "is_study_file"]
+__all__ = ["StudyConfig", "load_study", "study_name", "resolve_study_path", "STUDIES_DIR", "is_study_file"]
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
@@ -98,6 +98,16 @@ def resolve_study_path(name_or_path: str) -> Path:
 
     raise StudyConfigError(f"no study '{name_or_path}'{suggest(name_or_path, known)}; "
                            f"known: {', '.join(known)} (or pass a path to a YAML file)")
+
+
+def study_name(name_or_path: str) -> str:
+    """The study's name as its file gives it, without validating the training config (that imports timm and
+    albumentations, seconds that `status` and `best` do not need)."""
+    raw = read_yaml(resolve_study_path(name_or_path))
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not name:
+        raise StudyConfigError(f"{name_or_path}: the study file has no name")
+    return name
 
 
 def load_study(name_or_path: str) -> StudyConfig:

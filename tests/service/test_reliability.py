@@ -108,11 +108,12 @@ def test_sigterm_marks_the_running_trial_and_requeues_it(tmp_path):
     assert t[1].state == TrialState.COMPLETE and t[1].user_attrs["resumed_at_epoch"] >= 1
 
 
-def test_ctrl_c_on_run_with_workers_requeues_each_running_trial_once(storage_url, tmp_path):
+def test_ctrl_c_on_run_with_workers_requeues_each_running_trial_once(pg_url, tmp_path):
     """Ctrl-C reaches every process of the terminal's group: `search run --workers 2` and both workers (each
-    also gets it forwarded by the launcher). Each running trial is re-queued exactly once, none is left RUNNING,
-    and the command exits 143 with the resume hint."""
-    url = storage_url
+    also gets it forwarded by the launcher). Each running trial is re-queued exactly once (under the Postgres
+    advisory lock; SQLite's file lock is exercised by the SIGTERM test above), none is left RUNNING, and the
+    command exits 143 with the resume hint."""
+    url = pg_url
     study = write_study(tmp_path, "ctrlc", n_trials=4, epochs=30, limit=1200,
                         space={"optimizer.lr": {"low": 3.0e-3, "high": 1.0e-2, "log": True}})
     log = tmp_path / "run.log"
