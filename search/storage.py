@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import re
 import time
 from pathlib import Path
 
+import sqlalchemy
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import RDBStorage
 
 try:  # optuna >= 4.9 renamed it
@@ -81,6 +84,7 @@ def open_storage(url: str, heartbeat_seconds: int | None = None, max_retries: in
                 # workers creating the schema of a new store at once: one wins, the others retry
                 if attempt == 5 or not _is_create_race(e):
                     _raise_open_error(url, e)
+                gc.collect()  # the failed attempt's engine sits in reference cycles: close its connections now
                 time.sleep(0.2 * (attempt + 1))
             except Exception as e:
                 _raise_open_error(url, e)
@@ -94,13 +98,21 @@ def _is_create_race(e: Exception) -> bool:
 
 @contextlib.contextmanager
 def _schema_lock(url: str):
-    """SQLite: one process at a time creates/upgrades the schema of a new file (SQLite's own locking does not
-    cover Optuna's check-then-CREATE, so three workers starting on an empty file raced on it). Postgres needs no
-    lock here: a lost race raises an error that the retry above absorbs."""
-    if not url.startswith("sqlite:///") or ":memory:" in url:
+    """One process at a time creates/upgrades the schema of a new store: workers started together raced on
+    Optuna's check-then-CREATE (SQLite: "table ... already exists"; Postgres: a lost race leaves the loser's
+    half-built engine and its connections open until garbage collection)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        with _file_lock(Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")):
+            yield
+    elif url.startswith("postgresql"):
+        with _pg_lock(url):
+            yield
+    else:
         yield
-        return
-    lock_path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path):
     fh = None
     for mode in ("a", "r"):  # "r": a lock file someone else created; flock works on a read-only descriptor
         try:
@@ -117,6 +129,31 @@ def _schema_lock(url: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_SCHEMA_LOCK_KEY = 0x5345_4152_4348_0001  # "SEARCH" 0001: a session-level advisory lock on the database
+
+
+@contextlib.contextmanager
+def _pg_lock(url: str):
+    """A Postgres advisory lock on one short-lived connection (not from the storage's pool). If the server
+    cannot be reached, no lock: opening the storage then fails with its own, redacted, message."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
+    try:
+        conn = engine.connect()
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+    except Exception:
+        engine.dispose()
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+        with contextlib.suppress(Exception):
+            conn.close()
+        engine.dispose()
 
 
 def _raise_open_error(url: str, e: Exception) -> None:
