@@ -42,6 +42,13 @@ def _cache(folder: Path, n: int, size: int) -> np.memmap:
     return ro
 
 
+def host_batches(loader):
+    """The tensor-path loader's producer alone, epoch after epoch: (uint8 images, targets, slot) per batch."""
+    while True:
+        loader.epoch += 1
+        yield from loader._gather(loader.ring)
+
+
 def _rate(batches, n_batches: int, warmup: int) -> float:
     """img/s over ``n_batches`` after ``warmup`` (each generator yields (images, ...) per batch)."""
     for _ in range(warmup):
@@ -88,18 +95,13 @@ def run(args, images: np.memmap) -> None:
     loader = make_loader(images, np.arange(n), np.zeros(n, np.int64), batch_size=b, spec=None, mean=(0, 0, 0),
                          std=(1, 1, 1), device=dev, channels_last=False, shuffle=True)
 
-    def ours():
-        while True:
-            loader.epoch += 1
-            yield from loader._gather(loader.ring)
-
     mb = b * int(np.prod(images.shape[1:])) / 2**20
     warm = len(loader.ring.slots)  # every row: first uses allocate, then steady state
     print(f"# {time.strftime('%Y-%m-%d')} on {torch.cuda.get_device_name(0) if cuda else 'CPU'}, "
           f"{os.cpu_count()} CPU cores, torch {torch.__version__}, numpy {np.__version__}; {n} images at "
           f"{args.size} px, batch {b} ({mb:.0f} MB), {args.batches} batches timed after {warm}")
     print("\n| gather | img/s | ms/batch |\n|---|---|---|")
-    for name, gen in (("fancy + pin", fancy_pin), ("take (mode=raise)", take_raise), ("ours", ours)):
+    for name, gen in (("fancy + pin", fancy_pin), ("take (mode=raise)", take_raise), ("ours", lambda: host_batches(loader))):
         ips = _rate(gen(), args.batches, warm)
         print(f"| {name} | {ips:.0f} | {1000 * b / ips:.1f} |", flush=True)
 

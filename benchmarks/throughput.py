@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gather import host_batches  # noqa: E402  (benchmarks/gather.py)
 from training.augment import tensor_plan  # noqa: E402
 from training.config import RunConfig  # noqa: E402
 from training.data.cache import decode_cached  # noqa: E402
@@ -112,12 +113,7 @@ def gather_rate(loader, batches: int) -> float:
     """img/s of the loader's producer alone (cache -> its host buffers, single thread), over ``batches`` batches
     after a warm-up that fills every buffer of its ring (first use allocates). Advances ``loader.epoch``, which
     only changes the shuffle order of the training that follows."""
-    def epochs():
-        while True:
-            loader.epoch += 1
-            yield from loader._gather(loader.ring)
-
-    it = epochs()
+    it = host_batches(loader)
     for _ in range(len(loader.ring.slots)):
         next(it)
     n, t0 = 0, time.perf_counter()

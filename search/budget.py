@@ -11,13 +11,13 @@ heartbeat check and re-enqueued with its parameters by Optuna's RetryFailedTrial
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import text
+
+from .locks import advisory_lock, file_lock
 
 __all__ = ["budget_lock", "top_up", "claim", "counts", "LIVE"]
 
@@ -27,22 +27,14 @@ LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.W
 @contextlib.contextmanager
 def budget_lock(storage: optuna.storages.RDBStorage, url: str, study_name: str):
     if url.startswith("sqlite:///"):
-        lock = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".lock")
-        with open(lock, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with file_lock(Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".lock")):
             yield
-        return
-    if url.startswith("postgresql"):
+    elif url.startswith("postgresql"):
         key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
-        return
-    yield  # other databases: Optuna's row locks still make claims unique; top-ups may overshoot
+        with storage.engine.connect() as conn, advisory_lock(conn, key):
+            yield
+    else:
+        yield  # other databases: Optuna's row locks still make claims unique; top-ups may overshoot
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

@@ -6,7 +6,6 @@ Passwords never leave this module in clear: :func:`redact` is applied to every U
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import os
 import re
@@ -24,6 +23,7 @@ except ImportError:  # pragma: no cover
     from optuna.storages import RetryFailedTrialCallback as RetryCallback
 
 from .errors import StorageError
+from .locks import advisory_lock, file_lock
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "RetryCallback"]
 
@@ -75,19 +75,27 @@ def open_storage(url: str, heartbeat_seconds: int | None = None, max_retries: in
         kwargs = dict(heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
                       heartbeat_stale_trial_callback=RetryCallback(max_retry=max_retries,
                                                                    inherit_intermediate_values=True))
-    with _schema_lock(url):
-        for attempt in range(6):
-            try:
-                return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False, **kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
-                    sqlalchemy.exc.OperationalError) as e:
-                # workers creating the schema of a new store at once: one wins, the others retry
-                if attempt == 5 or not _is_create_race(e):
-                    _raise_open_error(url, e)
-                gc.collect()  # the failed attempt's engine sits in reference cycles: close its connections now
-                time.sleep(0.2 * (attempt + 1))
-            except Exception as e:
-                _raise_open_error(url, e)
+    try:
+        with _schema_lock(url):
+            return _create(url, engine_kwargs, kwargs)
+    except StorageError:
+        raise
+    except Exception as e:  # the lock's own connection included: one redacted line, never a traceback
+        _raise_open_error(url, e)
+
+
+def _create(url: str, engine_kwargs: dict, kwargs: dict) -> RDBStorage:
+    for attempt in range(6):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError) as e:
+            # workers creating the schema of a new store at once (no lock for other databases): one wins, the
+            # others retry
+            if attempt == 5 or not _is_create_race(e):
+                raise
+            gc.collect()  # the failed attempt's engine sits in reference cycles: close its connections now
+            time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
@@ -96,64 +104,28 @@ def _is_create_race(e: Exception) -> bool:
     return isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
 
 
+_SCHEMA_LOCK_KEY = 0x5345_4152_4348_0001  # "SEARCH" 0001
+
+
 @contextlib.contextmanager
 def _schema_lock(url: str):
     """One process at a time creates/upgrades the schema of a new store: workers started together raced on
     Optuna's check-then-CREATE (SQLite: "table ... already exists"; Postgres: a lost race leaves the loser's
-    half-built engine and its connections open until garbage collection)."""
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        with _file_lock(Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")):
-            yield
-    elif url.startswith("postgresql"):
-        with _pg_lock(url):
-            yield
-    else:
-        yield
-
-
-@contextlib.contextmanager
-def _file_lock(lock_path: Path):
-    fh = None
-    for mode in ("a", "r"):  # "r": a lock file someone else created; flock works on a read-only descriptor
+    half-built engine and its connections open until garbage collection). No lock where none can be had (a
+    read-only folder for `status`; a server that is down, which opening the storage then reports)."""
+    with contextlib.ExitStack() as stack:
         try:
-            fh = open(lock_path, mode)
-            break
-        except OSError:
-            continue
-    if fh is None:  # a read-only folder: `status` / `best` on someone else's store create no schema
+            if url.startswith("sqlite:///") and ":memory:" not in url:
+                path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
+                stack.enter_context(file_lock(path))
+            elif url.startswith("postgresql"):  # on its own short-lived connection, not the storage's pool
+                engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                                  connect_args={"connect_timeout": 10})
+                stack.callback(engine.dispose)
+                stack.enter_context(advisory_lock(stack.enter_context(engine.connect()), _SCHEMA_LOCK_KEY))
+        except (OSError, sqlalchemy.exc.SQLAlchemyError):
+            pass
         yield
-        return
-    with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-_SCHEMA_LOCK_KEY = 0x5345_4152_4348_0001  # "SEARCH" 0001: a session-level advisory lock on the database
-
-
-@contextlib.contextmanager
-def _pg_lock(url: str):
-    """A Postgres advisory lock on one short-lived connection (not from the storage's pool). If the server
-    cannot be reached, no lock: opening the storage then fails with its own, redacted, message."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
-    try:
-        conn = engine.connect()
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-    except Exception:
-        engine.dispose()
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-        with contextlib.suppress(Exception):
-            conn.close()
-        engine.dispose()
 
 
 def _raise_open_error(url: str, e: Exception) -> None:

@@ -105,8 +105,5 @@ def _normalization(transforms: list[dict]) -> tuple[tuple[float, ...], tuple[flo
             log.warning("the train pipeline's Normalize uses normalization=%r, which val (no Normalize of its "
                         "own) cannot repeat: add the same Normalize to augment.eval", t["normalization"])
             return None
-        k = float(t.get("max_pixel_value", 255.0)) / 255.0  # (x * 255 / mpv - mean) / std on x in [0, 1]
-        mean, std = ([v] * 3 if isinstance(v, (int, float)) else list(v)
-                     for v in (t.get("mean", (0.485, 0.456, 0.406)), t.get("std", (0.229, 0.224, 0.225))))
-        return tuple(float(m) * k for m in mean), tuple(float(d) * k for d in std)
+        return augment_ops.normalize_stats(t)
     return None

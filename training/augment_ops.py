@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TENSOR_OPS", "apply_plan", "supports"]
+__all__ = ["TENSOR_OPS", "apply_plan", "supports", "normalize_stats"]
 
 
 class _Ops:
@@ -188,12 +188,19 @@ def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
     return out
 
 
+def normalize_stats(a: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An albumentations Normalize's (mean, std) for pixels in [0, 1]: it computes (x * 255 / mpv - mean) / std,
+    which is (x - mean * mpv / 255) / (std * mpv / 255). Scalar mean/std apply to every channel."""
+    k = float(a.get("max_pixel_value", 255.0)) / 255.0
+    mean, std = ((v,) * 3 if isinstance(v, (int, float)) else tuple(v)
+                 for v in (a.get("mean", (0.485, 0.456, 0.406)), a.get("std", (0.229, 0.224, 0.225))))
+    return tuple(float(m) * k for m in mean), tuple(float(d) * k for d in std)
+
+
 @TENSOR_OPS.register("Normalize")
 def _normalize(x: torch.Tensor, a: dict) -> torch.Tensor:
-    mpv = float(a.get("max_pixel_value", 255.0))
-    mean = torch.tensor(a.get("mean", (0.485, 0.456, 0.406)), device=x.device, dtype=x.dtype)[None, :, None, None]
-    std = torch.tensor(a.get("std", (0.229, 0.224, 0.225)), device=x.device, dtype=x.dtype)[None, :, None, None]
-    out = torch.addcmul(-mean / std, x, (255.0 / mpv) / std)  # (x * 255 / mpv - mean) / std in one pass
+    mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype)[None, :, None, None] for v in normalize_stats(a))
+    out = torch.addcmul(-mean / std, x, 1.0 / std)  # (x - mean) / std in one pass
     p = a.get("p", 1.0)
     return out if p >= 1.0 else torch.where(_hit(len(x), p, x)[:, None, None, None], out, x)
 

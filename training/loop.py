@@ -128,7 +128,7 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
     scaler = torch.amp.GradScaler(rt.device.type) if rt.dtype == torch.float16 else None
     step_fn = torch.compile(model) if cfg.train.compile else model
 
-    start, history, best = 0, [], None
+    start, history, best, stopped = 0, [], None, False
     if resume_from is not None:
         ck = load_checkpoint(Path(resume_from))
         model.load_state_dict(ck["model"])
@@ -138,12 +138,13 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         if scaler is not None and ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
         start, history, best = ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None
+        stopped = bool(ck.get("stopped"))  # it had stopped early: nothing left to train
         data.train.epoch = start
         log.info("resumed from %s at epoch %d", resume_from, start)
-    stopped = resume_from is not None and bool(ck.get("stopped"))  # it had stopped early: nothing left to train
 
     result = None
-    for epoch in range(start + 1, cfg.train.epochs + 1 if not stopped else start + 1):
+    last_epoch = start if stopped else cfg.train.epochs
+    for epoch in range(start + 1, last_epoch + 1):
         t0 = time.perf_counter()
         train_loss, seen = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
         if not math.isfinite(train_loss):

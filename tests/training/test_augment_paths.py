@@ -99,6 +99,8 @@ def test_val_without_its_own_normalize_is_normalized_like_train(folder, train):
     normalization, not augment.mean/std (ImageNet's)."""
     cfg = parse_config(imagegen.base_config(folder, augment={"train": train, "eval": None}))
     p = prepare_data(cfg, CPU, False, 16)
+    xt, _ = next(iter(p.train))  # a scalar mean/std (0.5) works on both paths
+    assert xt.min() >= -1 - 1e-5 and xt.max() <= 1 + 1e-5
     x, _ = next(iter(p.val))
     assert x.min() >= -1 - 1e-5 and x.max() <= 1 + 1e-5 and x.min() < -0.5  # (x - 0.5) / 0.5 spans [-1, 1]
     cfg_plain = parse_config(imagegen.base_config(folder))
