@@ -8,8 +8,10 @@ Rows, per model, all with the same batch, precision (bf16 autocast on CUDA) and 
   ours        decode-once uint8 cache (memory-mapped) + batch augmentation on the device (flip, shift-scale-rotate,
               brightness/contrast, normalize), the loader `search` trials use
   gather      the loader's host side alone: uint8 batches from the cache into its reused (pinned) buffers, no
-              training; well above model-only means the host-side gather is not the limit (the upload, the
-              augmentation kernels and the step itself still may be)
+              training; well above model-only means the host-side gather is not the limit
+  augment     the loader's device side alone: uint8 -> augmented, normalized input batches, on a batch already
+              on the device, no training; 1/ours - 1/model-only is what each image costs the step beyond the
+              model, and 1/augment is the part of it the augmentation kernels take
   naive       what users write by hand: torchvision ImageFolder + PIL transforms (resize, flip, colour jitter,
               ToTensor, Normalize) in a DataLoader with --workers processes, decoding every JPEG every epoch
 Then the aggregate throughput of K concurrent small trials sharing one GPU (each its own process, memory capped
@@ -122,6 +124,25 @@ def gather_rate(loader, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def augment_rate(loader, rt, batches: int) -> float:
+    """img/s of the loader's device side alone (``TensorBatches.augment``) on one uint8 batch already on the
+    device, after 3 warm-up batches."""
+    x = torch.from_numpy(np.array(loader.images[:loader.batch_size])).to(rt.device)  # a writable copy
+
+    def sync():
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        loader.augment(x)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        loader.augment(x)
+    sync()
+    return batches * len(x) / (time.perf_counter() - t0)
+
+
 def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int) -> dict:
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
@@ -134,7 +155,7 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     out = {"model": name, "size": size, "batch": batch}
     # model-only: the limit
     m, opt = fresh()
-    x = torch.randn(batch, 3, size, size, device=rt.device).contiguous(memory_format=fmt)
+    x = torch.randn(batch, 3, size, size, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=rt.device)
     out["model_only"] = _train_steps(m, opt, rt, _forever([(x, y)]), steps, warmup)
     # ours: decode once, then batches from the cache, augmented on the device
@@ -146,8 +167,9 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     assert tensor_plan(PIPELINE) is not None
     loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=batch, spec=PIPELINE,
                          mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
-                         channels_last=rt.channels_last, shuffle=True)
+                         channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
     out["gather"] = gather_rate(loader, steps)
+    out["augment"] = augment_rate(loader, rt, steps)
     m, opt = fresh()
     out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
     # naive: ImageFolder + PIL transforms + DataLoader workers
@@ -180,7 +202,7 @@ def child(args) -> None:
     dec = decode_cached(samples, args.size)
     loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=args.batch, spec=PIPELINE,
                          mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
-                         channels_last=rt.channels_last, shuffle=True)
+                         channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
     m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
@@ -259,16 +281,18 @@ def main() -> None:
     root = make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), args.n_images)
     print(f"# {time.strftime('%Y-%m-%d')} on {dev}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
           f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
-          f"{'bf16 autocast + channels_last' if cuda else 'fp32'}; naive loader with {args.workers} workers")
+          f"{'bf16 autocast + channels_last, fp16 input batches' if cuda else 'fp32'}; naive loader with "
+          f"{args.workers} workers")
     results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
     print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s "
-          "| gather img/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| gather img/s | augment img/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [m for m in args.models.split(",") if m]:  # --models "": skip these rows
         r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
         results["models"].append(r)
         print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
-              f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} |", flush=True)
+              f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} "
+              f"| {r['augment']:.0f} |", flush=True)
     print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) | aggregate img/s | vs K=1 |")
     print("|---|---|---|")
     base = None

@@ -72,7 +72,10 @@ def open_storage(url: str, heartbeat_seconds: int | None = None, max_retries: in
                              connect_args={"connect_timeout": 10})
     kwargs: dict = {}
     if heartbeat_seconds:
-        kwargs = dict(heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
+        # SQLite's CURRENT_TIMESTAMP, which Optuna uses for both the beat and the check, has whole seconds: one
+        # more second keeps a healthy trial with a short interval from going stale by truncation alone
+        grace = 3 * heartbeat_seconds + (1 if url.startswith("sqlite") else 0)
+        kwargs = dict(heartbeat_interval=heartbeat_seconds, grace_period=grace,
                       heartbeat_stale_trial_callback=RetryCallback(max_retry=max_retries,
                                                                    inherit_intermediate_values=True))
     try:

@@ -43,7 +43,8 @@ class WandbConfig(_Strict):
 
 
 class Reliability(_Strict):
-    heartbeat_seconds: int = Field(10, ge=1, description="a RUNNING trial silent for 3x this is failed and retried")
+    heartbeat_seconds: int = Field(10, ge=1, description="a RUNNING trial silent for 3x this (plus 1 s on SQLite, "
+                                   "whose clock has whole seconds) is failed and retried")
     max_retries: int = Field(3, ge=0, description="retries of a trial whose worker died")
     max_failures: int | None = Field(None, ge=1, description="stop when this many trials failed; default: n_trials")
 

@@ -1,6 +1,12 @@
 """Batch implementations of common albumentations ops, on float NCHW tensors in [0, 1], per-sample random.
 
 Each follows the formula of the albumentations op it is named after (2.x): same parameters, same meaning.
+
+No op makes the host wait for the GPU: every one only enqueues kernels. Random parameters are drawn on the
+device, except the coin flips of the ops that work on a subset of the batch (flips, affine), which are drawn on
+the host so that their indices are known without a device-to-host read; small constants are made once per
+device and dtype (a tensor made from Python data each batch is a blocking copy). Either would stall the host
+until the GPU had drained its queue, every batch (tests/training/test_no_host_sync.py).
 """
 
 from __future__ import annotations
@@ -64,6 +70,45 @@ def _nonzero(v) -> bool:
     return float(v) != 0.0
 
 
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _const(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """A small constant on ``like``'s device and dtype, shaped (1, C, 1, 1), made once."""
+    key = (tuple(float(v) for v in values), like.device, like.dtype)
+    if (t := _CONSTANTS.get(key)) is None:
+        t = _CONSTANTS[key] = torch.tensor(key[0], device=like.device, dtype=like.dtype)[None, :, None, None]
+    return t
+
+
+def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(n,) float32 parameters as (n, 1, 1, 1) in the batch's dtype (fp16 on CUDA: no promotion to fp32)."""
+    return v.to(like.dtype)[:, None, None, None]
+
+
+def _host_hit(n: int, p: float) -> torch.Tensor:
+    return torch.rand(n) < p
+
+
+def _device_index(hit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The indices of a host mask, on the batch's device (an asynchronous copy from page-locked memory)."""
+    idx = hit.nonzero().squeeze(1)
+    if like.device.type == "cuda":
+        idx = idx.pin_memory()
+    return idx.to(like.device, non_blocking=True)
+
+
+def _on_subset(x: torch.Tensor, hit: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """x with ``fn(x[idx], idx)`` written back at the hit indices (in place), or fn on the whole batch."""
+    k = int(hit.sum())  # a host tensor: no device read
+    if k == 0:
+        return x
+    if k == len(x):
+        return fn(x, None)
+    idx = _device_index(hit, x)
+    return x.index_copy_(0, idx, fn(x.index_select(0, idx), idx))
+
+
 def _u(n: int, lo: float, hi: float, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(n, device=like.device, dtype=torch.float32) * (hi - lo) + lo
 
@@ -73,7 +118,8 @@ def _hit(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
 
 
 def apply_plan(x: torch.Tensor, plan: list[tuple[str, dict]]) -> tuple[torch.Tensor, bool]:
-    """Run the plan; returns (x, normalized) where normalized tells whether a Normalize op ran."""
+    """Run the plan; returns (x, normalized) where normalized tells whether a Normalize op ran. ``x`` is the
+    batch's own buffer: ops may write into it."""
     normalized = False
     for name, args in plan:
         x = TENSOR_OPS.get_or_none(name)(x, args)
@@ -83,14 +129,12 @@ def apply_plan(x: torch.Tensor, plan: list[tuple[str, dict]]) -> tuple[torch.Ten
 
 @TENSOR_OPS.register("HorizontalFlip")
 def _hflip(x: torch.Tensor, a: dict) -> torch.Tensor:
-    m = _hit(len(x), a.get("p", 0.5), x)[:, None, None, None]
-    return torch.where(m, x.flip(3), x)
+    return _on_subset(x, _host_hit(len(x), a.get("p", 0.5)), lambda sub, _: sub.flip(3))
 
 
 @TENSOR_OPS.register("VerticalFlip")
 def _vflip(x: torch.Tensor, a: dict) -> torch.Tensor:
-    m = _hit(len(x), a.get("p", 0.5), x)[:, None, None, None]
-    return torch.where(m, x.flip(2), x)
+    return _on_subset(x, _host_hit(len(x), a.get("p", 0.5)), lambda sub, _: sub.flip(2))
 
 
 @TENSOR_OPS.register("RandomBrightnessContrast")
@@ -103,7 +147,7 @@ def _brightness_contrast(x: torch.Tensor, a: dict) -> torch.Tensor:
         beta = beta * x.mean(dim=(1, 2, 3))
     m = _hit(n, a.get("p", 0.5), x)
     alpha, beta = torch.where(m, alpha, 1.0), torch.where(m, beta, 0.0)
-    return torch.addcmul(beta[:, None, None, None], x, alpha[:, None, None, None]).clamp_(0, 1)
+    return torch.addcmul(_per_sample(beta, x), x, _per_sample(alpha, x)).clamp_(0, 1)
 
 
 @TENSOR_OPS.register("GaussNoise")
@@ -112,7 +156,7 @@ def _gauss_noise(x: torch.Tensor, a: dict) -> torch.Tensor:
     sr, mr = a.get("std_range", (0.2, 0.44)), a.get("mean_range", (0.0, 0.0))
     std, mean = _u(n, sr[0], sr[1], x), _u(n, mr[0], mr[1], x)
     shape = x.shape if a.get("per_channel", True) else (n, 1, *x.shape[2:])
-    noise = torch.randn(shape, device=x.device, dtype=x.dtype) * std[:, None, None, None] + mean[:, None, None, None]
+    noise = torch.randn(shape, device=x.device, dtype=x.dtype) * _per_sample(std, x) + _per_sample(mean, x)
     m = _hit(n, a.get("p", 0.5), x)[:, None, None, None]
     return torch.where(m, (x + noise).clamp(0, 1), x)
 
@@ -173,19 +217,18 @@ def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
         rot = _range(a.get("rotate"), (0.0, 0.0))
     tx, ty = _u(n, *t, x), _u(n, *ty_r, x)
     ang = _u(n, *rot, x) * (math.pi / 180)
-    hit = _hit(n, a.get("p", 0.5), x)
+    hit = _host_hit(n, a.get("p", 0.5))  # warp only the images the op hits: half the work at p=0.5
     # output pixel -> input pixel (inverse map), in normalized [-1, 1] coordinates; shift is a fraction of the side
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     theta = torch.stack([torch.stack([cos, -sin, -2 * tx], 1), torch.stack([sin, cos, -2 * ty], 1)], 1)
     theta[:, :, 2] = torch.einsum("nij,nj->ni", theta[:, :, :2], theta[:, :, 2])
-    idx = hit.nonzero().squeeze(1)  # warp only the images the op hits: half the work at p=0.5
-    if idx.numel() == 0:
-        return x
-    sub = x.index_select(0, idx)
-    grid = F.affine_grid(theta.index_select(0, idx).to(x.dtype), list(sub.shape), align_corners=False)
-    out = x.clone()
-    out.index_copy_(0, idx, F.grid_sample(sub, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
-    return out
+
+    def warp(sub: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        th = theta if idx is None else theta.index_select(0, idx)
+        grid = F.affine_grid(th.to(x.dtype), list(sub.shape), align_corners=False)
+        return F.grid_sample(sub, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    return _on_subset(x, hit, warp)
 
 
 def normalize_stats(a: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -199,8 +242,9 @@ def normalize_stats(a: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 @TENSOR_OPS.register("Normalize")
 def _normalize(x: torch.Tensor, a: dict) -> torch.Tensor:
-    mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype)[None, :, None, None] for v in normalize_stats(a))
-    out = torch.addcmul(-mean / std, x, 1.0 / std)  # (x - mean) / std in one pass
+    mean, std = normalize_stats(a)
+    shift = _const(tuple(-m / d for m, d in zip(mean, std)), x)
+    out = torch.addcmul(shift, x, _const(tuple(1.0 / d for d in std), x))  # (x - mean) / std in one pass
     p = a.get("p", 1.0)
     return out if p >= 1.0 else torch.where(_hit(len(x), p, x)[:, None, None, None], out, x)
 
@@ -219,9 +263,7 @@ def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    k = torch.arange(3, device=h.device, dtype=h.dtype)[None, :, None, None]
-    n = (torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype)[None, :, None, None] + h[:, None] * 6.0) % 6.0
-    del k
+    n = (_const((5.0, 3.0, 1.0), h) + h[:, None] * 6.0) % 6.0
     f = (torch.minimum(n, 4.0 - n)).clamp(0.0, 1.0)
     return v[:, None] - v[:, None] * s[:, None] * f
 
@@ -233,9 +275,8 @@ def _hue_saturation_value(x: torch.Tensor, a: dict) -> torch.Tensor:
     hl, sl, vl = (_range(a.get(k), d) for k, d in (("hue_shift_limit", (-20, 20)), ("sat_shift_limit", (-30, 30)),
                                                     ("val_shift_limit", (-20, 20))))
     hit = _hit(n, a.get("p", 0.5), x)
-    dh = torch.where(hit, _u(n, *hl, x), 0.0)[:, None, None] / 180.0
-    ds = torch.where(hit, _u(n, *sl, x), 0.0)[:, None, None] / 255.0
-    dv = torch.where(hit, _u(n, *vl, x), 0.0)[:, None, None] / 255.0
+    dh, ds, dv = (_per_sample(torch.where(hit, _u(n, *r, x), 0.0) / unit, x)[:, 0]
+                  for r, unit in ((hl, 180.0), (sl, 255.0), (vl, 255.0)))
     h, s, v = _rgb_to_hsv(x)
     grey = s == 0  # grey pixels stay grey, as in albumentations
     h = (h + dh) % 1.0
@@ -256,12 +297,12 @@ def _color_jitter(x: torch.Tensor, a: dict) -> torch.Tensor:
     saturation as a blend with grey, hue as a turn of the colour wheel; the four in a random order."""
     n = len(x)
     hit = _hit(n, a.get("p", 0.5), x)
-    one = lambda lo, hi: torch.where(hit, _u(n, lo, hi, x), 1.0)[:, None, None, None]  # noqa: E731
+    one = lambda lo, hi: _per_sample(torch.where(hit, _u(n, lo, hi, x), 1.0), x)  # noqa: E731
     b, c, s = (one(*_factor_range(a.get(k, 0.2))) for k in ("brightness", "contrast", "saturation"))
     hr = _factor_range(a.get("hue", 0.2), 0.0) if not isinstance(a.get("hue", 0.2), (int, float)) else \
         (-abs(a.get("hue", 0.2)), abs(a.get("hue", 0.2)))
-    hue = torch.where(hit, _u(n, *hr, x), 0.0)[:, None, None]
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)[None, :, None, None]
+    hue = _per_sample(torch.where(hit, _u(n, *hr, x), 0.0), x)[:, 0]
+    weights = _const((0.299, 0.587, 0.114), x)
     for op in torch.randperm(4).tolist():
         if op == 0:
             x = (x * b).clamp(0, 1)

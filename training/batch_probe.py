@@ -29,7 +29,7 @@ def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int) -> bool:
         model = model.to(memory_format=fmt).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
         s = cfg.data.image_size
-        x = torch.randn(batch, 3, s, s, device=rt.device).contiguous(memory_format=fmt)
+        x = torch.randn(batch, 3, s, s, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
         for _ in range(2):  # the second step holds optimizer state too
             with rt.autocast():
                 loss = model(x).float().logsumexp(1).mean()

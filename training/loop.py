@@ -60,15 +60,15 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, opt: torch.opt
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, loss_fn: nn.Module, rt: Runtime) -> tuple[np.ndarray, np.ndarray, float]:
     model.eval()
-    scores, targets, total = [], [], 0.0
-    for x, y in loader:
+    scores, targets, total = [], [], torch.zeros((), device=rt.device)
+    for x, y in loader:  # nothing read back until the end: no host-GPU sync per batch
         with rt.autocast():
-            out = model(x)
-        total += float(loss_fn(out.float(), y)) * len(y)
-        scores.append(out.float().cpu())
-        targets.append(y.cpu())
-    s, t = torch.cat(scores).numpy(), torch.cat(targets).numpy()
-    return s, t, total / max(len(t), 1)
+            out = model(x).float()
+        total += loss_fn(out, y) * len(y)
+        scores.append(out)
+        targets.append(y)
+    s, t = torch.cat(scores).cpu().numpy(), torch.cat(targets).cpu().numpy()
+    return s, t, float(total) / max(len(t), 1)
 
 
 def _class_weights(cfg: RunConfig, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
@@ -102,7 +102,7 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         raise ConfigError(f"model.name = '{cfg.model.name}' at {cfg.data.image_size}px does not fit this GPU even "
                           "at batch 8; lower data.image_size or use a smaller model")
     seed_everything(cfg.seed)
-    data = prepare_data(cfg, rt.device, rt.channels_last, bs)
+    data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype)
     if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch
         bs = min(bs, max(8, 2 ** int(np.log2(max(len(data.train_index) // 8, 1)))))
         data.train.batch_size = data.val.batch_size = bs

@@ -21,6 +21,13 @@ class Runtime:
     dtype: torch.dtype | None      # autocast dtype; None: full fp32
     channels_last: bool
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """What the loaders hand the model. fp16 under CUDA autocast: the device-side augmentation moves half
+        the bytes of fp32 with 11 significant bits (uint8 pixels have 8), and autocast casts the input for the
+        first layer anyway. fp32 otherwise (CPU kernels are slower in half precision)."""
+        return torch.float16 if self.device.type == "cuda" and self.dtype is not None else torch.float32
+
     def autocast(self):
         if self.dtype is None:
             return contextlib.nullcontext()

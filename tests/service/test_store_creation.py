@@ -50,3 +50,21 @@ def test_a_store_in_a_read_only_folder_still_opens(tmp_path, monkeypatch):
     storage = open_storage(url, must_exist=True)
     assert storage.get_all_studies() == []
     storage.engine.dispose()
+
+
+def test_heartbeat_grace_covers_the_store_clock(storage_url):
+    """Optuna stamps and checks heartbeats with the database's now(). SQLite's has whole seconds, so a beat can
+    look up to 1 s older than it is: the grace gets that second on top of 3 heartbeat intervals."""
+    import sqlalchemy
+
+    from search.storage import open_storage
+
+    st = open_storage(storage_url, heartbeat_seconds=1)
+    try:
+        with st.engine.connect() as c:
+            stamps = [c.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar() for _ in range(3)]
+        whole_seconds = all(t.microsecond == 0 for t in stamps)
+        assert whole_seconds == storage_url.startswith("sqlite")
+        assert st.grace_period == (4 if whole_seconds else 3)
+    finally:
+        st.engine.dispose()

@@ -109,3 +109,24 @@ def test_pipelines_route_to_the_tensor_path_only_when_every_op_has_a_tensor_vers
     # arguments the tensor versions don't implement go to the CPU path too
     assert tensor_plan([{"__class_fullname__": "Affine", "shear": 10}]) is None
     assert tensor_plan([{"__class_fullname__": "Affine", "border_mode": 2}]) is None
+
+
+def test_half_precision_batches_mean_the_same_as_fp32():
+    """Under CUDA autocast the loader augments in fp16 (Runtime.input_dtype): the same draws give the same
+    pixels as fp32, up to fp16 rounding, which is finer than uint8's 1/255 step."""
+    from training.data.loader import make_loader
+
+    imgs = _smooth(16, size=32)
+    pipeline = A.to_dict(A.Compose([
+        A.HorizontalFlip(p=0.5), A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5), A.RandomBrightnessContrast(p=0.5),
+        A.HueSaturationValue(p=0.5), A.ColorJitter(p=0.5), A.CoarseDropout(p=0.5)]))
+    out = {}
+    for dtype in (torch.float32, torch.float16):
+        ld = make_loader(imgs, np.arange(16), np.zeros(16, np.int64), batch_size=16, spec=pipeline, mean=(0, 0, 0),
+                         std=(1, 1, 1), device=torch.device("cpu"), channels_last=False, shuffle=False, dtype=dtype)
+        torch.manual_seed(3)
+        out[dtype] = ld.augment(torch.from_numpy(imgs))
+        assert out[dtype].dtype == dtype
+    diff = (out[torch.float16].float() - out[torch.float32]).abs()
+    assert diff.mean() < 1e-3 and diff.max() < 0.05, (float(diff.mean()), float(diff.max()))
+    assert (out[torch.float32] - torch.from_numpy(imgs).permute(0, 3, 1, 2) / 255).abs().mean() > 0.02, "it augmented"

@@ -50,7 +50,9 @@ def _sample_weights(samples: Samples, index: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(counts[y], 1)
 
 
-def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batch_size: int) -> Prepared:
+def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batch_size: int,
+                 dtype: torch.dtype = torch.float32) -> Prepared:
+    """``dtype``: of the batches the loaders yield (``Runtime.input_dtype``)."""
     d = cfg.data
     samples = load_samples(d)
     dec = decode_cached(samples, d.image_size, d.cache_dir)
@@ -67,7 +69,7 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
     tr, va = good[tr], good[va]
     weights = _sample_weights(samples, tr) if d.weighted_sampler else None
     common = dict(spec=None, mean=cfg.augment.mean, std=cfg.augment.std, device=device,
-                  channels_last=channels_last, seed=cfg.seed, num_workers=d.num_workers,
+                  channels_last=channels_last, seed=cfg.seed, num_workers=d.num_workers, dtype=dtype,
                   ring=HostRing(pin=device.type == "cuda"))  # train and val take turns on one set of buffers
     train = make_loader(dec.images, tr, samples.targets, batch_size=batch_size, shuffle=True, weights=weights,
                         **{**common, "spec": cfg.augment.train})
