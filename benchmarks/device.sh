@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/RESULTS.md, split into stages that each fit a 10-minute call on a lent GPU
-# machine. That machine has torch, timm, numpy, PyYAML, scikit-learn and OpenCV but no registry; the rest of
+# machine. That machine has torch, timm, numpy, PyYAML, scikit-learn, OpenCV and pytest but no registry (and no
+# optuna: the pytest stage overrides the ini filter that names it); the rest of
 # what `training` imports travels as wheels in .whl/ (git-ignored through .git/info/exclude).
 #
 #   bash benchmarks/device.sh wheels    # here, once: download the wheels for the device's Python 3.12
@@ -43,5 +44,6 @@ case $stage in
   share)   run python3 benchmarks/throughput.py --n-images 512 --models "" --k 1,2,4 --share-seconds 10 --ceiling "" ;;
   ceiling) run python3 benchmarks/throughput.py --n-images 512 --models "" --k "" --ceiling resnet18,efficientnet_b0 ;;
   smoke)   run python3 benchmarks/gpu_smoke.py
-           run python3 -m pytest -q -p no:cacheprovider tests/training/test_batch_gather.py tests/training/test_no_host_sync.py ;;
+           run python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore::DeprecationWarning tests/training/test_batch_gather.py \
+             tests/training/test_no_host_sync.py tests/training/test_augment_agreement.py ;;
 esac

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 
 import optuna
 import torch
 
 from training.batch_probe import probe_max_batch
 from training.config import RunConfig
+from training.data.cache import default_cache_dir
 from training.runtime import resolve_runtime
+
+from .locks import file_lock
 
 __all__ = ["batch_ceiling", "apply_gpu_share"]
 
@@ -33,10 +38,22 @@ def batch_ceiling(study: optuna.Study, cfg: RunConfig) -> int | None:
         return None
     key = (f"batch_ceiling:{torch.cuda.get_device_name(rt.device)}:{cfg.model.name}:{cfg.data.image_size}:"
            f"{rt.dtype}:{rt.channels_last}:x{gpu_share()}")
+    return probed_once(study, key, lambda: probe_max_batch(cfg, rt, num_outputs=1000))
+
+
+def probed_once(study: optuna.Study, key: str, probe: Callable[[], int]) -> int:
+    """The study's value for ``key``, probing it if missing. Workers of one machine probe one at a time: K
+    workers sharing a GPU that probed together would each run out of memory early, and the first (too small)
+    answer would stick for the whole study. Later ones find the answer in the study and probe nothing."""
     if key in study.user_attrs:
         return int(study.user_attrs[key])
-    value = probe_max_batch(cfg, rt, num_outputs=1000)
-    if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
-        study.set_user_attr(key, value)
-    return value
+    root = default_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / f"probe-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock"):
+        if key in study.user_attrs:  # read again: another worker may have probed while we waited
+            return int(study.user_attrs[key])
+        value = probe()
+        if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
+            study.set_user_attr(key, value)
+        return value
 

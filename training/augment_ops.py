@@ -90,12 +90,15 @@ def _host_hit(n: int, p: float) -> torch.Tensor:
     return torch.rand(n) < p
 
 
-def _device_index(hit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The indices of a host mask, on the batch's device (an asynchronous copy from page-locked memory)."""
+def _host_index(hit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The indices of a host mask, page-locked when they go to a GPU (a copy from pageable memory blocks)."""
     idx = hit.nonzero().squeeze(1)
-    if like.device.type == "cuda":
-        idx = idx.pin_memory()
-    return idx.to(like.device, non_blocking=True)
+    return idx.pin_memory() if like.device.type == "cuda" else idx
+
+
+def _device_index(hit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The indices of a host mask on the batch's device, copied asynchronously."""
+    return _host_index(hit, like).to(like.device, non_blocking=True)
 
 
 def _on_subset(x: torch.Tensor, hit: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -270,19 +273,20 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
 
 @TENSOR_OPS.register("HueSaturationValue")
 def _hue_saturation_value(x: torch.Tensor, a: dict) -> torch.Tensor:
-    """Shifts in albumentations' uint8 units: hue in OpenCV's 0..180 scale, saturation and value in 0..255."""
+    """Shifts in albumentations' uint8 units: hue in OpenCV's 0..180 scale, saturation and value in 0..255.
+    The HSV round trip runs in fp32 (in fp16 the hue arithmetic alone moves pixels by ~1.5 uint8 levels), and
+    images the op does not pick come back untouched."""
     n = len(x)
     hl, sl, vl = (_range(a.get(k), d) for k, d in (("hue_shift_limit", (-20, 20)), ("sat_shift_limit", (-30, 30)),
                                                     ("val_shift_limit", (-20, 20))))
     hit = _hit(n, a.get("p", 0.5), x)
-    dh, ds, dv = (_per_sample(torch.where(hit, _u(n, *r, x), 0.0) / unit, x)[:, 0]
-                  for r, unit in ((hl, 180.0), (sl, 255.0), (vl, 255.0)))
-    h, s, v = _rgb_to_hsv(x)
+    dh, ds, dv = (_u(n, *r, x)[:, None, None] / unit for r, unit in ((hl, 180.0), (sl, 255.0), (vl, 255.0)))
+    h, s, v = _rgb_to_hsv(x.float())
     grey = s == 0  # grey pixels stay grey, as in albumentations
     h = (h + dh) % 1.0
     s = torch.where(grey, s, (s + ds).clamp(0, 1))
     v = (v + dv).clamp(0, 1)
-    return _hsv_to_rgb(h, s, v)
+    return torch.where(hit[:, None, None, None], _hsv_to_rgb(h, s, v).to(x.dtype), x)
 
 
 def _factor_range(v, center: float = 1.0) -> tuple[float, float]:
@@ -294,14 +298,15 @@ def _factor_range(v, center: float = 1.0) -> tuple[float, float]:
 @TENSOR_OPS.register("ColorJitter")
 def _color_jitter(x: torch.Tensor, a: dict) -> torch.Tensor:
     """torchvision-style jitter as albumentations does it: brightness x b, contrast around the grey mean,
-    saturation as a blend with grey, hue as a turn of the colour wheel; the four in a random order."""
-    n = len(x)
+    saturation as a blend with grey, hue as a turn of the colour wheel; the four in a random order. The hue
+    turn runs in fp32, and images the op does not pick come back untouched."""
+    n, x0 = len(x), x
     hit = _hit(n, a.get("p", 0.5), x)
     one = lambda lo, hi: _per_sample(torch.where(hit, _u(n, lo, hi, x), 1.0), x)  # noqa: E731
     b, c, s = (one(*_factor_range(a.get(k, 0.2))) for k in ("brightness", "contrast", "saturation"))
     hr = _factor_range(a.get("hue", 0.2), 0.0) if not isinstance(a.get("hue", 0.2), (int, float)) else \
         (-abs(a.get("hue", 0.2)), abs(a.get("hue", 0.2)))
-    hue = _per_sample(torch.where(hit, _u(n, *hr, x), 0.0), x)[:, 0]
+    hue = torch.where(hit, _u(n, *hr, x), 0.0)[:, None, None]
     weights = _const((0.299, 0.587, 0.114), x)
     for op in torch.randperm(4).tolist():
         if op == 0:
@@ -313,6 +318,6 @@ def _color_jitter(x: torch.Tensor, a: dict) -> torch.Tensor:
             grey = (x * weights).sum(1, keepdim=True)
             x = (grey + (x - grey) * s).clamp(0, 1)
         else:
-            h, sat, v = _rgb_to_hsv(x)
-            x = _hsv_to_rgb((h + hue) % 1.0, sat, v)
-    return x
+            h, sat, v = _rgb_to_hsv(x.float())
+            x = _hsv_to_rgb((h + hue) % 1.0, sat, v).to(x.dtype)
+    return torch.where(hit[:, None, None, None], x, x0)

@@ -111,22 +111,37 @@ def test_pipelines_route_to_the_tensor_path_only_when_every_op_has_a_tensor_vers
     assert tensor_plan([{"__class_fullname__": "Affine", "border_mode": 2}]) is None
 
 
-def test_half_precision_batches_mean_the_same_as_fp32():
-    """Under CUDA autocast the loader augments in fp16 (Runtime.input_dtype): the same draws give the same
-    pixels as fp32, up to fp16 rounding, which is finer than uint8's 1/255 step."""
+HALF_PIPELINE = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5),
+                 A.HueSaturationValue(p=0.5), A.ColorJitter(p=0.5), A.CoarseDropout(p=0.5)]
+
+
+def _fp16_vs_fp32(imgs: np.ndarray, pipeline: list, device: torch.device) -> torch.Tensor:
     from training.data.loader import make_loader
 
-    imgs = _smooth(16, size=32)
-    pipeline = A.to_dict(A.Compose([
-        A.HorizontalFlip(p=0.5), A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5), A.RandomBrightnessContrast(p=0.5),
-        A.HueSaturationValue(p=0.5), A.ColorJitter(p=0.5), A.CoarseDropout(p=0.5)]))
     out = {}
     for dtype in (torch.float32, torch.float16):
-        ld = make_loader(imgs, np.arange(16), np.zeros(16, np.int64), batch_size=16, spec=pipeline, mean=(0, 0, 0),
-                         std=(1, 1, 1), device=torch.device("cpu"), channels_last=False, shuffle=False, dtype=dtype)
+        ld = make_loader(imgs, np.arange(len(imgs)), np.zeros(len(imgs), np.int64), batch_size=len(imgs),
+                         spec=A.to_dict(A.Compose(pipeline)), mean=(0, 0, 0), std=(1, 1, 1), device=device,
+                         channels_last=False, shuffle=False, dtype=dtype)
         torch.manual_seed(3)
-        out[dtype] = ld.augment(torch.from_numpy(imgs))
+        out[dtype] = ld.augment(torch.from_numpy(imgs).to(device))
         assert out[dtype].dtype == dtype
-    diff = (out[torch.float16].float() - out[torch.float32]).abs()
-    assert diff.mean() < 1e-3 and diff.max() < 0.05, (float(diff.mean()), float(diff.max()))
-    assert (out[torch.float32] - torch.from_numpy(imgs).permute(0, 3, 1, 2) / 255).abs().mean() > 0.02, "it augmented"
+    moved = (out[torch.float32].cpu() - torch.from_numpy(imgs).permute(0, 3, 1, 2) / 255).abs().mean()
+    assert moved > 0.02, "the pipeline augmented"
+    return (out[torch.float16].float() - out[torch.float32]).abs().cpu() * 255  # in uint8 levels
+
+
+def test_half_precision_batches_mean_the_same_as_fp32():
+    """Under CUDA autocast the loader augments in fp16 (Runtime.input_dtype): the same draws give the same
+    pixels as fp32, up to fp16 rounding (at most ~1 uint8 level; HSV round trips run in fp32). Affine is left
+    out on the CPU, whose fp16 grid_sample is inaccurate at large sizes in torch 2.14 (the CPU trains in fp32);
+    the CUDA test below includes it."""
+    diff = _fp16_vs_fp32(_smooth(16, size=32), HALF_PIPELINE, torch.device("cpu"))
+    assert diff.mean() < 0.2 and diff.max() <= 1.5, (float(diff.mean()), float(diff.max()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fp16 path runs on CUDA")
+def test_half_precision_on_cuda_with_affine_at_224px():
+    pipeline = HALF_PIPELINE + [A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5)]
+    diff = _fp16_vs_fp32(_smooth(16, size=224), pipeline, torch.device("cuda"))
+    assert diff.mean() < 0.3 and diff.max() <= 3.0, (float(diff.mean()), float(diff.max()))

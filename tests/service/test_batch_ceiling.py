@@ -1,0 +1,50 @@
+"""The batch ceiling is probed once per study and machine: workers that need it at the same moment (K trials
+sharing a GPU) probe one at a time, and the later ones reuse the first answer instead of probing again while
+the GPU's memory is shared. The probe itself needs CUDA; what is checked here is who probes, and when."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+
+from search.batch import probed_once
+from search.storage import open_storage
+
+def test_concurrent_workers_probe_once_and_share_the_answer(storage_url):
+    """Four workers (threads here, each with its own store connection and lock file handle: flock excludes
+    them as it excludes processes) need the ceiling at the same moment."""
+    optuna.create_study(study_name="s", storage=open_storage(storage_url))
+    n, probes, answers = 4, [], []
+    start = threading.Barrier(n)
+
+    def worker(i: int) -> None:
+        storage = open_storage(storage_url)
+        study = optuna.load_study(study_name="s", storage=storage)
+
+        def probe() -> int:
+            probes.append(i)
+            time.sleep(0.5)  # a real probe takes tens of seconds on a GPU
+            return 512
+
+        start.wait()
+        answers.append(probed_once(study, "batch_ceiling:GPU:model:224:x4", probe))
+        storage.engine.dispose()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers == [512] * n
+    assert len(probes) == 1, f"probed by workers {probes}"
+
+
+def test_a_zero_answer_is_not_kept(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    calls = []
+    assert probed_once(study, "k", lambda: calls.append(1) or 0) == 0  # does not fit: this trial fails
+    assert probed_once(study, "k", lambda: calls.append(1) or 256) == 256  # probed again, then kept
+    assert probed_once(study, "k", lambda: calls.append(1) or 1024) == 256
+    assert len(calls) == 2
