@@ -25,7 +25,7 @@ from .storage import open_storage, redact
 from .study_config import StudyConfig
 from .worker import open_study, work
 
-__all__ = ["run_study", "preflight", "worker_env"]
+__all__ = ["run_study", "preflight", "worker_env", "gpu_of_worker"]
 
 
 def preflight(sc: StudyConfig) -> None:
@@ -41,12 +41,19 @@ def preflight(sc: StudyConfig) -> None:
         raise type(e)(f"{sc.path}: {e}") from None
 
 
+def gpu_of_worker(index: int, trials_per_gpu: int, gpus: int, visible: str | None) -> str:
+    """The CUDA_VISIBLE_DEVICES entry of local worker ``index``: round-robin over the GPUs this process sees,
+    ``trials_per_gpu`` workers per GPU. Under ``CUDA_VISIBLE_DEVICES=2,3`` the workers get 2 and 3, not 0 and 1."""
+    ids = [d.strip() for d in (visible or "").split(",") if d.strip()][:gpus] or [str(i) for i in range(gpus)]
+    return ids[(index // trials_per_gpu) % len(ids)]
+
+
 def worker_env(index: int, n_workers: int, trials_per_gpu: int = 1) -> dict[str, str]:
     """GPU pinning round-robin (trials_per_gpu workers share a GPU); CPU threads split between workers."""
     env = dict(os.environ)
     gpus = torch.cuda.device_count()
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str((index // trials_per_gpu) % gpus)
+        env["CUDA_VISIBLE_DEVICES"] = gpu_of_worker(index, trials_per_gpu, gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
         env["SEARCH_GPU_SHARE"] = str(trials_per_gpu)
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     env.setdefault("SEARCH_NUM_THREADS", str(threads))

@@ -54,7 +54,10 @@ def test_compose_file_is_valid_and_commands_are_our_cli():
     services = compose["services"]
     assert {"postgres", "dashboard", "worker"} <= set(services)
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
-    assert services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    gpus = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    # one container per host holds all its GPUs and `search run` pins one worker per GPU (replicas made with
+    # --scale and `count: 1` would all get GPU 0)
+    assert gpus["capabilities"] == ["gpu"] and gpus["count"] == "all" and services["worker"]["command"][1] == "run"
     click_cmd = typer.main.get_command(app)
     for name in ("dashboard", "worker"):
         cmd = [_expand(a) for a in services[name]["command"]]

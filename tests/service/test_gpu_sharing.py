@@ -1,6 +1,7 @@
-"""The batch ceiling is probed once per study and machine: workers that need it at the same moment (K trials
-sharing a GPU) probe one at a time, and the later ones reuse the first answer instead of probing again while
-the GPU's memory is shared. The probe itself needs CUDA; what is checked here is who probes, and when."""
+"""Workers sharing a machine's GPUs: which GPU each local worker gets, and the batch ceiling, probed once per
+study and machine. Workers that need the ceiling at the same moment (K trials sharing a GPU) probe one at a time,
+and the later ones reuse the first answer instead of probing again while the GPU's memory is shared. The probe
+itself needs CUDA; what is checked here is who probes, and when."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import threading
 import time
 
 import optuna
+import pytest
 
 from search.batch import probed_once
+from search.launcher import gpu_of_worker
 from search.storage import open_storage
+
 
 def test_concurrent_workers_probe_once_and_share_the_answer(storage_url):
     """Four workers (threads here, each with its own store connection and lock file handle: flock excludes
@@ -48,3 +52,14 @@ def test_a_zero_answer_is_not_kept(tmp_path):
     assert probed_once(study, "k", lambda: calls.append(1) or 256) == 256  # probed again, then kept
     assert probed_once(study, "k", lambda: calls.append(1) or 1024) == 256
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("visible, gpus, per_gpu, expect", [
+    (None, 2, 1, ["0", "1", "0", "1"]),
+    (None, 2, 2, ["0", "0", "1", "1"]),
+    ("2,3", 2, 1, ["2", "3", "2", "3"]),                  # a user's own selection is kept, not renumbered
+    ("GPU-aa11, GPU-bb22", 2, 2, ["GPU-aa11", "GPU-aa11", "GPU-bb22", "GPU-bb22"]),  # UUIDs too
+    ("", 1, 1, ["0", "0", "0", "0"]),
+])
+def test_each_local_worker_gets_one_of_the_gpus_this_process_sees(visible, gpus, per_gpu, expect):
+    assert [gpu_of_worker(i, per_gpu, gpus, visible) for i in range(4)] == expect
