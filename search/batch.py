@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 import torch
 
 from training.batch_probe import probe_max_batch
 from training.config import RunConfig
-from training.data.cache import default_cache_dir
 from training.runtime import resolve_runtime
 
 from .locks import file_lock
 
-__all__ = ["batch_ceiling", "apply_gpu_share"]
+__all__ = ["batch_ceiling", "apply_gpu_share", "probed_once"]
+
+log = logging.getLogger(__name__)
 
 
 def gpu_share() -> int:
@@ -38,22 +43,32 @@ def batch_ceiling(study: optuna.Study, cfg: RunConfig) -> int | None:
         return None
     key = (f"batch_ceiling:{torch.cuda.get_device_name(rt.device)}:{cfg.model.name}:{cfg.data.image_size}:"
            f"{rt.dtype}:{rt.channels_last}:x{gpu_share()}")
-    return probed_once(study, key, lambda: probe_max_batch(cfg, rt, num_outputs=1000))
+    props = torch.cuda.get_device_properties(rt.device)
+    gpu = str(getattr(props, "uuid", "")) or f"{props.name}-{os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
+    return probed_once(study, key, lambda: probe_max_batch(cfg, rt, num_outputs=1000), lock=f"gpu-{gpu}")
 
 
-def probed_once(study: optuna.Study, key: str, probe: Callable[[], int]) -> int:
-    """The study's value for ``key``, probing it if missing. Workers of one machine probe one at a time: K
-    workers sharing a GPU that probed together would each run out of memory early, and the first (too small)
-    answer would stick for the whole study. Later ones find the answer in the study and probe nothing."""
+def probed_once(study: optuna.Study, key: str, probe: Callable[[], int], lock: str) -> int:
+    """The study's value for ``key``, probing it if missing. Probes on one GPU (``lock`` names it) run one at
+    a time: K workers sharing a GPU that probed together would each run out of memory early, and the first
+    (too small) answer would stick for the whole study. Later ones find the answer in the study and probe
+    nothing. A probe that starts while other workers train on the GPU still shares it; each process stays
+    within its 1/K memory cap."""
     if key in study.user_attrs:
         return int(study.user_attrs[key])
-    root = default_cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root / f"probe-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock"):
-        if key in study.user_attrs:  # read again: another worker may have probed while we waited
-            return int(study.user_attrs[key])
-        value = probe()
-        if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
-            study.set_user_attr(key, value)
-        return value
+    path = Path(tempfile.gettempdir()) / f"imgsearch-probe-{hashlib.sha1(lock.encode()).hexdigest()[:16]}.lock"
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(path))
+        except OSError as e:  # no lock file possible here (a read-only or full /tmp): probe unserialized
+            log.warning("cannot lock %s (%s); probing the batch ceiling without it", path, e)
+        return _probe_unless_known(study, key, probe)
 
+
+def _probe_unless_known(study: optuna.Study, key: str, probe: Callable[[], int]) -> int:
+    if key in study.user_attrs:  # read again: another worker may have probed while we waited
+        return int(study.user_attrs[key])
+    value = probe()
+    if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
+        study.set_user_attr(key, value)
+    return value

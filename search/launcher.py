@@ -60,16 +60,26 @@ def worker_env(index: int, n_workers: int, trials_per_gpu: int = 1) -> dict[str,
     return env
 
 
+RESTARTS_PER_WORKER = 3  # a worker that keeps dying (not a bad trial: those never kill it) is given up on
+
+
+def _worker_process(sc: StudyConfig, url: str, n_trials: int, i: int, k: int, output: Path, use_wandb: bool,
+                    timeout: float | None, trials_per_gpu: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "search", "worker", "--study", str(sc.path), "--n-trials", str(n_trials),
+           "--worker-index", str(i), "--output", str(output)]
+    cmd += ["--no-wandb"] if not use_wandb else []
+    cmd += ["--timeout", str(timeout)] if timeout else []
+    env = worker_env(i, k, trials_per_gpu)
+    env["SEARCH_STORAGE"] = url  # by environment, not on the command line, where `ps` shows a password to all
+    return subprocess.Popen(cmd, env=env)
+
+
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
            timeout: float | None, trials_per_gpu: int) -> int:
-    procs = []
-    for i in range(k):
-        cmd = [sys.executable, "-m", "search", "worker", "--study", str(sc.path), "--storage", url,
-               "--n-trials", str(n_trials), "--worker-index", str(i), "--output", str(output)]
-        cmd += ["--no-wandb"] if not use_wandb else []
-        cmd += ["--timeout", str(timeout)] if timeout else []
-        procs.append(subprocess.Popen(cmd, env=worker_env(i, k, trials_per_gpu)))
-
+    """Run K workers until all have exited. One that dies (killed, a fatal CUDA error) is replaced on its GPU,
+    up to RESTARTS_PER_WORKER times; its trial goes stale and another worker retries it."""
+    start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu)  # noqa: E731
+    procs = [start(i) for i in range(k)]
     stopped_by: list[str] = []
 
     def forward(signum, frame):
@@ -79,8 +89,21 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
                 p.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    codes: list[int | None] = [None] * k
+    restarts = [0] * k
     try:
-        codes = [p.wait() for p in procs]
+        while None in codes:
+            for i, p in enumerate(procs):
+                if codes[i] is not None or (code := p.poll()) is None:
+                    continue
+                if code not in (0, 143) and not stopped_by and restarts[i] < RESTARTS_PER_WORKER:
+                    restarts[i] += 1
+                    print(f"worker {i} exited with code {code}; starting a new one in its place "
+                          f"(restart {restarts[i]}/{RESTARTS_PER_WORKER})", flush=True)
+                    procs[i] = start(i)
+                else:
+                    codes[i] = code
+            time.sleep(0.2)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -5,6 +5,7 @@ itself needs CUDA; what is checked here is who probes, and when."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 
@@ -33,7 +34,7 @@ def test_concurrent_workers_probe_once_and_share_the_answer(storage_url):
             return 512
 
         start.wait()
-        answers.append(probed_once(study, "batch_ceiling:GPU:model:224:x4", probe))
+        answers.append(probed_once(study, "batch_ceiling:GPU:model:224:x4", probe, lock=f"gpu-test-{storage_url}"))
         storage.engine.dispose()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
@@ -47,11 +48,19 @@ def test_concurrent_workers_probe_once_and_share_the_answer(storage_url):
 
 def test_a_zero_answer_is_not_kept(tmp_path):
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
-    calls = []
-    assert probed_once(study, "k", lambda: calls.append(1) or 0) == 0  # does not fit: this trial fails
-    assert probed_once(study, "k", lambda: calls.append(1) or 256) == 256  # probed again, then kept
-    assert probed_once(study, "k", lambda: calls.append(1) or 1024) == 256
+    calls, lock = [], f"gpu-test-{tmp_path}"
+    assert probed_once(study, "k", lambda: calls.append(1) or 0, lock) == 0  # does not fit: this trial fails
+    assert probed_once(study, "k", lambda: calls.append(1) or 256, lock) == 256  # probed again, then kept
+    assert probed_once(study, "k", lambda: calls.append(1) or 1024, lock) == 256
     assert len(calls) == 2
+
+
+def test_without_a_lock_file_it_still_probes(tmp_path, monkeypatch):
+    """A read-only or full temp folder costs the serialization, not the trial."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    assert probed_once(study, "k", lambda: 128, f"gpu-test-{tmp_path}") == 128
+    assert study.user_attrs["k"] == 128
 
 
 @pytest.mark.parametrize("visible, gpus, per_gpu, expect", [
@@ -59,7 +68,7 @@ def test_a_zero_answer_is_not_kept(tmp_path):
     (None, 2, 2, ["0", "0", "1", "1"]),
     ("2,3", 2, 1, ["2", "3", "2", "3"]),                  # a user's own selection is kept, not renumbered
     ("GPU-aa11, GPU-bb22", 2, 2, ["GPU-aa11", "GPU-aa11", "GPU-bb22", "GPU-bb22"]),  # UUIDs too
-    ("", 1, 1, ["0", "0", "0", "0"]),
+    (None, 1, 2, ["0", "0", "0", "0"]),
 ])
 def test_each_local_worker_gets_one_of_the_gpus_this_process_sees(visible, gpus, per_gpu, expect):
     assert [gpu_of_worker(i, per_gpu, gpus, visible) for i in range(4)] == expect

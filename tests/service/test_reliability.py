@@ -244,3 +244,49 @@ def test_requeue_of_a_stopped_trial_happens_once_even_when_repeated(tmp_path):
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     storage.engine.dispose()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> command line of the live child processes of ``pid``."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def test_run_replaces_a_killed_worker_and_keeps_the_password_off_command_lines(pg_url, tmp_path):
+    """`search run --workers 2`: a worker SIGKILLed mid-trial is replaced (its GPU would otherwise sit idle
+    until the others finish), its trial is retried, the study ends with exactly its budget; the store's password
+    never appears on a worker's command line (which `ps` shows to every user)."""
+    secret = "s3cret-pw-ARGV"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@")  # trust auth accepts any password
+    study = write_study(tmp_path, "respawn", n_trials=4, epochs=6, limit=600, heartbeat=1)
+    log = tmp_path / "run.log"
+    with open(log, "w") as fh:
+        run = subprocess.Popen([sys.executable, "-m", "search", "run", "--study", str(study), "--storage", url,
+                                "--workers", "2", "--no-wandb"], cwd=tmp_path, env=cli_env(), stdout=fh,
+                               stderr=subprocess.STDOUT)
+    end, victim = time.time() + 120, None
+    while time.time() < end and victim is None:
+        try:
+            running = [t for t in study_trials(pg_url, "respawn") if t.state == TrialState.RUNNING and t.intermediate_values]
+        except KeyError:  # the study is not created yet
+            running = []
+        workers = _children(run.pid)
+        if running and len(workers) == 2:
+            assert not [c for c in workers.values() if secret in c], workers
+            victim = next(p for p, c in workers.items() if "--worker-index 1" in c)
+        time.sleep(0.2)
+    assert victim is not None, log.read_text()
+    os.kill(victim, signal.SIGKILL)
+    assert run.wait(timeout=180) == 0, log.read_text()
+    out = log.read_text()
+    assert "worker 1 exited with code -9; starting a new one in its place" in out, out
+    t = study_trials(pg_url, "respawn")
+    finished = [x for x in t if x.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4 and not [x for x in t if x.state == TrialState.RUNNING], [x.state for x in t]
+    assert [x for x in t if x.state == TrialState.FAIL], "the killed worker's trial was failed and retried"
