@@ -60,7 +60,7 @@ def worker_env(index: int, n_workers: int, trials_per_gpu: int = 1) -> dict[str,
     return env
 
 
-RESTARTS_PER_WORKER = 3  # a worker that keeps dying (not a bad trial: those never kill it) is given up on
+RESTARTS_PER_WORKER = 3  # a worker that keeps getting killed is given up on
 
 
 def _worker_process(sc: StudyConfig, url: str, n_trials: int, i: int, k: int, output: Path, use_wandb: bool,
@@ -74,10 +74,19 @@ def _worker_process(sc: StudyConfig, url: str, n_trials: int, i: int, k: int, ou
     return subprocess.Popen(cmd, env=env)
 
 
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
            timeout: float | None, trials_per_gpu: int) -> int:
-    """Run K workers until all have exited. One that dies (killed, a fatal CUDA error) is replaced on its GPU,
-    up to RESTARTS_PER_WORKER times; its trial goes stale and another worker retries it."""
+    """Run K workers until all have exited. One killed by a signal (the OOM killer, a segfault in a native
+    library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial goes stale and a worker
+    retries it. One that exits with an error of its own (exit 1: a budget or store error it printed) is not: a
+    new one would stop the same way."""
     start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu)  # noqa: E731
     procs = [start(i) for i in range(k)]
     stopped_by: list[str] = []
@@ -96,9 +105,9 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
             for i, p in enumerate(procs):
                 if codes[i] is not None or (code := p.poll()) is None:
                     continue
-                if code not in (0, 143) and not stopped_by and restarts[i] < RESTARTS_PER_WORKER:
+                if code < 0 and not stopped_by and restarts[i] < RESTARTS_PER_WORKER:
                     restarts[i] += 1
-                    print(f"worker {i} exited with code {code}; starting a new one in its place "
+                    print(f"worker {i} was killed ({_signal_name(-code)}); starting a new one in its place "
                           f"(restart {restarts[i]}/{RESTARTS_PER_WORKER})", flush=True)
                     procs[i] = start(i)
                 else:

@@ -285,7 +285,7 @@ def test_run_replaces_a_killed_worker_and_keeps_the_password_off_command_lines(p
     os.kill(victim, signal.SIGKILL)
     assert run.wait(timeout=180) == 0, log.read_text()
     out = log.read_text()
-    assert "worker 1 exited with code -9; starting a new one in its place" in out, out
+    assert "worker 1 was killed (SIGKILL); starting a new one in its place" in out, out
     t = study_trials(pg_url, "respawn")
     finished = [x for x in t if x.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 4 and not [x for x in t if x.state == TrialState.RUNNING], [x.state for x in t]
