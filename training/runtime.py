@@ -41,7 +41,7 @@ def resolve_runtime(cfg: LoopConfig) -> Runtime:
     device = torch.device(want)
     cuda = device.type == "cuda"
     if cfg.precision == "auto":
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+        dtype = (torch.bfloat16 if _native_bf16() else torch.float16) if cuda else None
     elif cfg.precision == "fp32":
         dtype = None
     elif cfg.precision == "fp16" and not cuda:
@@ -58,6 +58,15 @@ def resolve_runtime(cfg: LoopConfig) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return Runtime(device, dtype, channels_last)
+
+
+def _native_bf16() -> bool:
+    """Whether the GPU computes bf16 itself (Ampere and newer). Older ones (T4, V100) only emulate it, slower
+    than fp32, so ``auto`` gives them fp16 with loss scaling: their tensor cores' format."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch without the argument
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def seed_everything(seed: int) -> None:
