@@ -88,19 +88,21 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     retries it. One that exits with an error of its own (exit 1: a budget or store error it printed) is not: a
     new one would stop the same way."""
     start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu)  # noqa: E731
-    procs = [start(i) for i in range(k)]
-    stopped_by: list[str] = []
+    procs: list[subprocess.Popen] = []
+    stopped_by: list[signal.Signals] = []
 
     def forward(signum, frame):
-        stopped_by.append(signal.Signals(signum).name)
+        stopped_by.append(signal.Signals(signum))
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}  # before any worker starts
     codes: list[int | None] = [None] * k
     restarts = [0] * k
     try:
+        for i in range(k):
+            procs.append(start(i))
         while None in codes:
             for i, p in enumerate(procs):
                 if codes[i] is not None or (code := p.poll()) is None:
@@ -110,14 +112,18 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
                     print(f"worker {i} was killed ({_signal_name(-code)}); starting a new one in its place "
                           f"(restart {restarts[i]}/{RESTARTS_PER_WORKER})", flush=True)
                     procs[i] = start(i)
+                    if stopped_by:  # the stop signal came while it was starting: `forward` saw the dead one
+                        procs[i].send_signal(stopped_by[0])
                 else:
                     codes[i] = code
             time.sleep(0.2)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    if stopped_by and 143 in codes and all(c in (0, 143) for c in codes):  # each re-queued its trial and exited
-        raise WorkerStopped(stopped_by[0])
+    # a worker re-queues its trial and exits 143; one still starting up when the signal came dies of it
+    stopped = {0, 143, -signal.SIGINT, -signal.SIGTERM}
+    if stopped_by and all(c in stopped for c in codes):
+        raise WorkerStopped(stopped_by[0].name)
     return max(codes, key=abs)
 
 

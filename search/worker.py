@@ -27,9 +27,12 @@ __all__ = ["open_study", "work", "budget_of", "WorkerResult"]
 log = logging.getLogger(__name__)
 
 
-def _sampler(sc: StudyConfig, worker_index: int | None) -> optuna.samplers.BaseSampler:
+def _sampler(sc: StudyConfig, worker_index: int | None, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """Seeded per worker and per the trials the study already holds: a resumed study, or a worker started in a
+    killed one's place, must not replay the random draws an earlier worker with the same index made."""
     s = sc.spec.sampler
-    seed = None if s.seed is None else s.seed + (worker_index if worker_index is not None else os.getpid())
+    who = worker_index if worker_index is not None else os.getpid()
+    seed = None if s.seed is None else (s.seed + who + 1000 * n_existing) % 2**32
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "qmc":
@@ -48,6 +51,9 @@ def _pruner(sc: StudyConfig) -> optuna.pruners.BasePruner:
 def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None) -> optuna.Study:
     study = optuna.create_study(study_name=sc.name, storage=storage, direction="maximize",
                                 sampler=_sampler(sc, worker_index), pruner=_pruner(sc), load_if_exists=True)
+    n_existing = len(study.get_trials(deepcopy=False))
+    if n_existing:
+        study.sampler = _sampler(sc, worker_index, n_existing)
     have = study.user_attrs.get("space_hash")
     if have and have != sc.space_hash:
         raise StorageError(f"study '{sc.name}' in {redact(url)} was created with a different search space; "

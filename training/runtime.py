@@ -41,7 +41,7 @@ def resolve_runtime(cfg: LoopConfig) -> Runtime:
     device = torch.device(want)
     cuda = device.type == "cuda"
     if cfg.precision == "auto":
-        dtype = (torch.bfloat16 if _native_bf16() else torch.float16) if cuda else None
+        dtype = _auto_dtype(device) if cuda else None
     elif cfg.precision == "fp32":
         dtype = None
     elif cfg.precision == "fp16" and not cuda:
@@ -60,13 +60,14 @@ def resolve_runtime(cfg: LoopConfig) -> Runtime:
     return Runtime(device, dtype, channels_last)
 
 
-def _native_bf16() -> bool:
-    """Whether the GPU computes bf16 itself (Ampere and newer). Older ones (T4, V100) only emulate it, slower
-    than fp32, so ``auto`` gives them fp16 with loss scaling: their tensor cores' format."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch without the argument
-        return torch.cuda.get_device_capability()[0] >= 8
+def _auto_dtype(device: torch.device) -> torch.dtype | None:
+    """What ``precision: auto`` means on this GPU: bf16 where it computes it natively (Ampere and newer, and
+    ROCm); fp16 with loss scaling on Volta and Turing (T4, V100: they only emulate bf16, slower than fp32, while
+    fp16 runs on their tensor cores); fp32 on older GPUs, whose fp16 is slow."""
+    if torch.version.hip:
+        return torch.bfloat16
+    major = torch.cuda.get_device_capability(device)[0]
+    return torch.bfloat16 if major >= 8 else torch.float16 if major == 7 else None
 
 
 def seed_everything(seed: int) -> None:

@@ -4,11 +4,19 @@ Workers are stand-in processes here; tests/service/test_reliability.py kills a r
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from search import launcher
+import pytest
+
+from search import launcher, load_study
+from search.objective import WorkerStopped
+from search.storage import open_storage
+from search.worker import open_study
+from studygen import write_study
 
 SCRIPT = """
 import os, signal, sys
@@ -20,6 +28,10 @@ plan = sys.argv[2].split(",")
 what = plan[min(n, len(plan) - 1)]
 if what == "kill":
     os.kill(os.getpid(), signal.SIGKILL)
+if what == "sleep":  # a worker with a long study ahead
+    import time
+    time.sleep(60)
+    sys.exit(0)
 sys.exit(int(what))
 """
 
@@ -45,3 +57,39 @@ def test_a_worker_killed_again_and_again_is_given_up(tmp_path, monkeypatch):
 def test_a_worker_that_stops_with_its_own_error_is_not_replaced(tmp_path, monkeypatch, capsys):
     assert _run(tmp_path, monkeypatch, "1,0") == (1, 1)
     assert "starting a new one" not in capsys.readouterr().out
+
+
+def test_a_stop_signal_during_a_replacement_reaches_the_replacement(tmp_path, monkeypatch):
+    """SIGTERM arrives while the replacement is being started, when the launcher still knows only the dead
+    process: the new one is stopped too, and `search run` stops (exit 143) instead of running the study on."""
+    procs = []
+
+    def start(*a):
+        if procs:  # the replacement: the signal lands now
+            os.kill(os.getpid(), signal.SIGTERM)
+        procs.append(subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), "kill,sleep"]))
+        return procs[-1]
+
+    monkeypatch.setattr(launcher, "_worker_process", start)
+    with pytest.raises(WorkerStopped):
+        launcher._spawn(None, "sqlite:///x.db", 1, 1, tmp_path, False, None, 1)
+    assert len(procs) == 2 and procs[1].poll() == -signal.SIGTERM
+
+
+def test_a_replacement_or_a_resumed_run_does_not_replay_the_random_draws(tmp_path):
+    """A worker started in a killed one's place (same index) or a rerun of `search run` seeds its sampler with
+    the trials the study already holds: its random startup draws are new ones, not a replay of the first run's.
+    A fresh study still starts from the same seeded draw."""
+    sc = load_study(write_study(tmp_path, "seeds", space={"optimizer.lr": {"low": 1e-4, "high": 1e-1, "log": True}}))
+
+    def first_draw(url: str) -> float:
+        study = open_study(sc, open_storage(url), url, worker_index=0)
+        trial = study.ask()
+        lr = trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
+        study.tell(trial, 0.5)
+        return lr
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    draws = [first_draw(url) for _ in range(3)]
+    assert len(set(draws)) == 3, draws
+    assert first_draw(f"sqlite:///{tmp_path / 'fresh.db'}") == draws[0]

@@ -12,27 +12,38 @@ from training.config import LoopConfig
 
 @pytest.fixture(autouse=True)
 def _backend_flags():
-    """What resolving a GPU run sets globally, put back after each test."""
+    """What resolving a GPU run sets globally, put back after each test (the TF32 switches first: setting them
+    rewrites the newer fp32_precision settings, which are restored after)."""
     flags = [(torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "allow_tf32"),
              (torch.backends.cuda.matmul, "allow_tf32")]
-    saved = [getattr(m, n) for m, n in flags]
+    modes = [(m, "fp32_precision") for m in (torch.backends, torch.backends.cuda.matmul, torch.backends.cudnn,
+                                             torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
+             if hasattr(m, "fp32_precision")]
+    saved = [getattr(m, n) for m, n in flags + modes]
     yield
-    for (m, n), v in zip(flags, saved):
+    for (m, n), v in zip(flags + modes, saved):
         setattr(m, n, v)
+    assert [getattr(m, n) for m, n in flags + modes] == saved
 
 
-def _resolve(monkeypatch, *, gpu: bool, native_bf16: bool = True, **train) -> runtime.Runtime:
+def _resolve(monkeypatch, *, gpu: bool, capability: tuple[int, int] = (9, 0), **train) -> runtime.Runtime:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
-    monkeypatch.setattr(runtime, "_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
     return runtime.resolve_runtime(LoopConfig.model_validate(train))
 
 
-@pytest.mark.parametrize("native_bf16, dtype", [(True, torch.bfloat16), (False, torch.float16)],
-                         ids=["ampere-or-newer", "t4-v100"])
-def test_auto_precision_is_what_the_gpu_computes_natively(monkeypatch, native_bf16, dtype):
-    rt = _resolve(monkeypatch, gpu=True, native_bf16=native_bf16)
+@pytest.mark.parametrize("capability, dtype, batches", [
+    ((9, 0), torch.bfloat16, torch.float16),   # H100
+    ((8, 6), torch.bfloat16, torch.float16),   # RTX 30xx / A10
+    ((7, 5), torch.float16, torch.float16),    # T4: bf16 only emulated, fp16 on its tensor cores
+    ((7, 0), torch.float16, torch.float16),    # V100
+    ((6, 1), None, torch.float32),             # GTX 10xx: slow fp16, so fp32
+], ids=["h100", "ampere", "t4", "v100", "pascal"])
+def test_auto_precision_is_what_the_gpu_computes_well(monkeypatch, capability, dtype, batches):
+    rt = _resolve(monkeypatch, gpu=True, capability=capability)
     assert rt.device.type == "cuda" and rt.dtype == dtype and rt.channels_last
-    assert rt.input_dtype == torch.float16  # the loaders' batches under autocast
+    assert rt.input_dtype == batches  # the loaders' batches: fp16 under autocast
 
 
 def test_cpu_trains_in_fp32_with_fp32_batches(monkeypatch):
@@ -44,6 +55,6 @@ def test_cpu_trains_in_fp32_with_fp32_batches(monkeypatch):
 
 
 def test_explicit_precision_wins_over_auto(monkeypatch):
-    assert _resolve(monkeypatch, gpu=True, native_bf16=False, precision="bf16").dtype == torch.bfloat16
+    assert _resolve(monkeypatch, gpu=True, capability=(7, 5), precision="bf16").dtype == torch.bfloat16
     rt = _resolve(monkeypatch, gpu=True, precision="fp32")
     assert rt.dtype is None and rt.input_dtype == torch.float32
