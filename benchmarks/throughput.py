@@ -3,7 +3,8 @@
     python benchmarks/throughput.py            # GPU: resnet18 + efficientnet_b0 @224, K = 1, 2, 4 trials per GPU
     python benchmarks/throughput.py --quick    # CPU smoke run (tiny data, a few steps)
 
-Rows, per model, all with the same batch, precision (bf16 autocast on CUDA) and memory format (channels_last):
+Rows, per model, all with the same batch, precision (`precision: auto`: bf16 autocast on an H100) and memory format
+(channels_last):
   model-only  random tensors already on the device: the limit the GPU sets
   ours        decode-once uint8 cache (memory-mapped) + batch augmentation on the device (flip, shift-scale-rotate,
               brightness/contrast, normalize), the loader `search` trials use
@@ -278,10 +279,13 @@ def main() -> None:
     os.environ.setdefault("SEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-cache-"))
     cuda = torch.cuda.is_available()
     dev = torch.cuda.get_device_name(0) if cuda else "CPU"
+    rt = resolve_runtime(_cfg("resnet18", 32, Path("."), 1).train)  # what `precision: auto` is on this machine
+    name = lambda dt: str(dt).removeprefix("torch.")  # noqa: E731
+    precision = f"{name(rt.dtype)} autocast + channels_last, {name(rt.input_dtype)} batches" if rt.dtype else "fp32"
     root = make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), args.n_images)
     print(f"# {time.strftime('%Y-%m-%d')} on {dev}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
           f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
-          f"{'bf16 autocast + channels_last, fp16 input batches' if cuda else 'fp32'}; naive loader with "
+          f"{precision}; naive loader with "
           f"{args.workers} workers")
     results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
     print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s "

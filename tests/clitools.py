@@ -38,3 +38,18 @@ def study_trials(url: str, name: str) -> list:
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=True)
     finally:
         storage.engine.dispose()
+
+
+def checkpoint_epoch(trial) -> int:
+    """The epoch of a running trial's last.pt (0 when it has none yet). A trial reports each epoch before it
+    writes that epoch's checkpoint, so a test that stops it to check the resume waits for this, not the report."""
+    from training.checkpoint import load_checkpoint
+
+    out = trial.user_attrs.get("output_dir")
+    path = Path(out) / "last.pt" if out else None
+    if path is None or not path.is_file():
+        return 0
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except Exception:  # replaced while we read it: ask again next poll
+        return 0

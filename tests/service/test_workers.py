@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from search.storage import open_storage
 
-from clitools import search, search_bg, study_trials
+from clitools import checkpoint_epoch, search, search_bg, study_trials
 from studygen import write_study
 
 pytestmark = pytest.mark.slow
@@ -87,9 +87,9 @@ def test_sigkilled_worker_trial_is_failed_retried_and_resumed(storage_url, tmp_p
             ts = study_trials(storage_url, "crash")
         except Exception:
             return None
-        return [t for t in ts if t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2]
+        return [t for t in ts if t.state == TrialState.RUNNING and checkpoint_epoch(t) >= 2]
 
-    victim = _wait_for(mid_trial, 120, "a trial two epochs in")[0]
+    victim = _wait_for(mid_trial, 120, "a trial with its epoch-2 checkpoint")[0]
     a.send_signal(signal.SIGKILL)
     a.wait()
     b = search_bg("worker", "--study", str(study), "--storage", storage_url, "--no-wandb", "--worker-index", "1",
