@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -17,7 +16,7 @@ from training.batch_probe import probe_max_batch
 from training.config import RunConfig
 from training.runtime import resolve_runtime
 
-from .locks import file_lock
+from .locks import file_lock_if_possible
 
 __all__ = ["batch_ceiling", "apply_gpu_share", "probed_once"]
 
@@ -57,11 +56,9 @@ def probed_once(study: optuna.Study, key: str, probe: Callable[[], int], lock: s
     if key in study.user_attrs:
         return int(study.user_attrs[key])
     path = Path(tempfile.gettempdir()) / f"imgsearch-probe-{hashlib.sha1(lock.encode()).hexdigest()[:16]}.lock"
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(file_lock(path))
-        except OSError as e:  # no lock file possible here (a read-only or full /tmp): probe unserialized
-            log.warning("cannot lock %s (%s); probing the batch ceiling without it", path, e)
+    with file_lock_if_possible(path) as held:
+        if not held:
+            log.warning("cannot create the lock file %s; probing the batch ceiling without it", path)
         return _probe_unless_known(study, key, probe)
 
 

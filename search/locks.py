@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-__all__ = ["file_lock", "advisory_lock"]
+__all__ = ["file_lock", "file_lock_if_possible", "advisory_lock"]
 
 
 @contextlib.contextmanager
@@ -25,6 +25,19 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def file_lock_if_possible(path: Path):
+    """``file_lock``, or none where no lock file can be made (a read-only or full folder): yields whether the
+    lock is held, for callers whose work is still right unserialized, only less economical."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(path))
+            held = True
+        except OSError:
+            held = False
+        yield held
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     from optuna.storages import RetryFailedTrialCallback as RetryCallback
 
 from .errors import StorageError
-from .locks import advisory_lock, file_lock
+from .locks import advisory_lock, file_lock_if_possible
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "RetryCallback"]
 
@@ -117,17 +117,17 @@ def _schema_lock(url: str):
     half-built engine and its connections open until garbage collection). No lock where none can be had (a
     read-only folder for `status`; a server that is down, which opening the storage then reports)."""
     with contextlib.ExitStack() as stack:
-        try:
-            if url.startswith("sqlite:///") and ":memory:" not in url:
-                path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
-                stack.enter_context(file_lock(path))
-            elif url.startswith("postgresql"):  # on its own short-lived connection, not the storage's pool
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            path = Path(url.removeprefix("sqlite:///")).expanduser().resolve().with_suffix(".schema.lock")
+            stack.enter_context(file_lock_if_possible(path))
+        elif url.startswith("postgresql"):  # on its own short-lived connection, not the storage's pool
+            try:
                 engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
                                                   connect_args={"connect_timeout": 10})
                 stack.callback(engine.dispose)
                 stack.enter_context(advisory_lock(stack.enter_context(engine.connect()), _SCHEMA_LOCK_KEY))
-        except (OSError, sqlalchemy.exc.SQLAlchemyError):
-            pass
+            except sqlalchemy.exc.SQLAlchemyError:
+                pass
         yield
 
 
