@@ -9,15 +9,16 @@
 #     gather    host-side gather rates                          (~1 min)
 #     models    model-only / ours / naive / gather / augment    (~5 min)
 #     share     K = 1, 2, 4 trials per GPU                      (~3 min)
-#     ceiling   probed batch ceilings vs the real OOM boundary  (~6 min)
+#     ceiling   probed batch ceilings vs the real OOM boundary  (~2 min)
+#     ablation  where the step's time goes beyond the model; fp16 affine precision (~2 min)
 #     smoke     bf16 / auto batch / fp16 / compile on digits, and the GPU-only tests (~4 min)
 # Output goes to stdout and, where $OUT is set, to $OUT/STAGE.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: bash benchmarks/device.sh wheels|gather|models|share|ceiling|smoke}
+stage=${1:?usage: bash benchmarks/device.sh wheels|gather|models|share|ceiling|smoke|ablation}
 case $stage in
-  wheels|gather|models|share|ceiling|smoke) ;;
-  *) echo "benchmarks/device.sh: unknown stage '$stage'; use wheels, gather, models, share, ceiling or smoke" >&2; exit 2 ;;
+  wheels|gather|models|share|ceiling|smoke|ablation) ;;
+  *) echo "benchmarks/device.sh: unknown stage '$stage'; use wheels, gather, models, share, ceiling, smoke or ablation" >&2; exit 2 ;;
 esac
 
 if [[ $stage == wheels ]]; then
@@ -40,9 +41,10 @@ run() { if [[ -n $log ]]; then "$@" 2>&1 | tee -a "$log"; else "$@"; fi; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; } | { if [[ -n $log ]]; then tee -a "$log"; else cat; fi; }
 case $stage in
   gather)  run python3 benchmarks/gather.py ;;
-  models)  run python3 benchmarks/throughput.py --n-images 3072 --steps 40 --warmup 10 --k "" --ceiling "" ;;
+  models)  run python3 benchmarks/throughput.py --n-images 3072 --steps 40 --warmup 10 --k "" --ceiling "" --profile "${OUT:-/tmp}" ;;
   share)   run python3 benchmarks/throughput.py --n-images 512 --models "" --k 1,2,4 --share-seconds 10 --ceiling "" ;;
   ceiling) run python3 benchmarks/throughput.py --n-images 512 --models "" --k "" --ceiling resnet18,efficientnet_b0 ;;
+  ablation) run python3 benchmarks/ablation.py ;;
   smoke)   run python3 benchmarks/gpu_smoke.py
            run python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore::DeprecationWarning tests/training/test_batch_gather.py \
              tests/training/test_no_host_sync.py tests/training/test_augment_agreement.py ;;

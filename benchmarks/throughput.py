@@ -144,7 +144,30 @@ def augment_rate(loader, rt, batches: int) -> float:
     return batches * len(x) / (time.perf_counter() - t0)
 
 
-def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int) -> dict:
+def profile_steps(model, opt, rt, batches, steps: int, path: Path) -> None:
+    """torch.profiler over ``steps`` training steps of ``batches``: where the time of the step goes, by device
+    time and by host time, written to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if rt.device.type == "cuda" else [])
+    it = iter(batches)
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            x, y = next(it)
+            _step(model, opt, rt, x, y)
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    ka = prof.key_averages()
+    dev_key = "device_time_total" if rt.device.type == "cuda" else "cpu_time_total"
+    path.write_text(f"# {steps} steps, {wall * 1000 / steps:.2f} ms/step wall under the profiler\n\n"
+                    + ka.table(sort_by=dev_key, row_limit=45) + "\n\n"
+                    + ka.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
+
+
+def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int,
+                profile: Path | None = None) -> dict:
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
@@ -173,6 +196,8 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     out["augment"] = augment_rate(loader, rt, steps)
     m, opt = fresh()
     out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
+    if profile:
+        profile_steps(m, opt, rt, _forever(loader), 10, profile / f"profile_{name}.txt")
     # naive: ImageFolder + PIL transforms + DataLoader workers
     from torchvision import datasets, transforms as T
 
@@ -266,6 +291,7 @@ def main() -> None:
     ap.add_argument("--share-seconds", type=float, default=20)
     ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--profile", type=Path, help="folder: write a torch.profiler table of 10 'ours' steps per model")
     # internal: one K-sharing child
     ap.add_argument("--child"), ap.add_argument("--root"), ap.add_argument("--share", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10)
@@ -292,7 +318,7 @@ def main() -> None:
           "| gather img/s | augment img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [m for m in args.models.split(",") if m]:  # --models "": skip these rows
-        r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
+        r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers, args.profile)
         results["models"].append(r)
         print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
               f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} "

@@ -188,7 +188,7 @@ def main() -> None:
     logging.getLogger("training").setLevel(logging.INFO)
     logging.getLogger("search").setLevel(logging.INFO)
     try:
-        code = app(standalone_mode=False)  # typer returns typer.Exit's code instead of raising it
+        code = app(standalone_mode=False, prog_name="search")  # typer returns typer.Exit's code instead of raising it
     except TrainingError as e:
         if _state["debug"]:
             traceback.print_exc()

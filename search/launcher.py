@@ -81,9 +81,16 @@ def _signal_name(n: int) -> str:
         return f"signal {n}"
 
 
+def describe_exits(codes: list[int]) -> str:
+    """Every worker that did not finish cleanly, for the error line: 'worker 1 exited with code 1; worker 2
+    was killed (SIGKILL)'."""
+    return "; ".join(f"worker {i} " + (f"was killed ({_signal_name(-c)})" if c < 0 else f"exited with code {c}")
+                     for i, c in enumerate(codes) if c)
+
+
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
-           timeout: float | None, trials_per_gpu: int) -> int:
-    """Run K workers until all have exited. One killed by a signal (the OOM killer, a segfault in a native
+           timeout: float | None, trials_per_gpu: int) -> list[int]:
+    """Run K workers until all have exited; their exit codes (negative: killed by that signal). One killed by a signal (the OOM killer, a segfault in a native
     library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial goes stale and a worker
     retries it. One that exits with an error of its own (exit 1: a budget or store error it printed) is not: a
     new one would stop the same way."""
@@ -124,7 +131,7 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     stopped = {0, 143, -signal.SIGINT, -signal.SIGTERM}
     if stopped_by and all(c in stopped for c in codes):
         raise WorkerStopped(stopped_by[0].name)
-    return max(codes, key=abs)
+    return codes
 
 
 def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
@@ -144,9 +151,9 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
         os.environ.setdefault("SEARCH_NUM_THREADS", str(os.cpu_count() or 1))
         work(sc, url, n_trials=budget, output_root=output, use_wandb=use_wandb, timeout=timeout, worker_index=0)
     else:
-        code = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu)
-        if code:
-            raise SearchError(f"a worker exited with code {code}; see its output above. "
+        codes = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu)
+        if any(codes):
+            raise SearchError(f"{describe_exits(codes)}; see the output above. "
                               f"Rerun the same command to resume the study")
     st = study_status(optuna.load_study(study_name=sc.name, storage=storage))
     c = st["counts"]

@@ -476,7 +476,7 @@ def test_in_process_runner_sees_what_a_process_prints(tmp_path, capfd, monkeypat
     stale.close()
     monkeypatch.setattr(handler, "stream", stale)
 
-    def noisy(standalone_mode: bool) -> int:
+    def noisy(standalone_mode: bool, prog_name: str) -> int:
         logging.getLogger("search.fake").warning("via-root")
         optuna.logging.get_logger("optuna.fake").warning("via-optuna")
         warnings.warn("via-warnings", UserWarning)
@@ -485,7 +485,7 @@ def test_in_process_runner_sees_what_a_process_prints(tmp_path, capfd, monkeypat
         os.environ["SEARCH_FAKE"] = "leaked"
         return 3
 
-    def crash(standalone_mode: bool) -> int:
+    def crash(standalone_mode: bool, prog_name: str) -> int:
         raise RuntimeError("boom")
 
     for _ in range(2):  # the second call sees the handlers the first one left

@@ -41,7 +41,7 @@ def _run(tmp_path: Path, monkeypatch, plan: str) -> tuple[int, int]:
     code. Returns (run's code, processes started)."""
     monkeypatch.setattr(launcher, "_worker_process",
                         lambda *a: subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), plan]))
-    code = launcher._spawn(None, "sqlite:///x.db", 1, 1, tmp_path, False, None, 1)
+    [code] = launcher._spawn(None, "sqlite:///x.db", 1, 1, tmp_path, False, None, 1)
     return code, len(list(tmp_path.glob("start.*")))
 
 
@@ -57,6 +57,24 @@ def test_a_worker_killed_again_and_again_is_given_up(tmp_path, monkeypatch):
 def test_a_worker_that_stops_with_its_own_error_is_not_replaced(tmp_path, monkeypatch, capsys):
     assert _run(tmp_path, monkeypatch, "1,0") == (1, 1)
     assert "starting a new one" not in capsys.readouterr().out
+
+
+def test_every_worker_that_failed_is_named_with_its_own_code(tmp_path, monkeypatch):
+    """Three workers: one finishes, one stops with its own error, one is killed every time it starts. The run
+    reports both failures, not only the one with the largest code."""
+    plans = {0: "0", 1: "1", 2: "kill"}
+
+    def start(sc, url, n, i, *rest):
+        marks = tmp_path / f"w{i}"
+        marks.mkdir(exist_ok=True)
+        return subprocess.Popen([sys.executable, "-c", SCRIPT, str(marks), plans[i]])
+
+    monkeypatch.setattr(launcher, "_worker_process", start)
+    codes = launcher._spawn(None, "sqlite:///x.db", 1, 3, tmp_path, False, None, 1)
+    assert codes == [0, 1, -signal.SIGKILL]
+    assert len(list((tmp_path / "w2").glob("start.*"))) == 1 + launcher.RESTARTS_PER_WORKER
+    assert launcher.describe_exits(codes) == "worker 1 exited with code 1; worker 2 was killed (SIGKILL)"
+    assert launcher.describe_exits([0, 0]) == ""
 
 
 def test_a_stop_signal_during_a_replacement_reaches_the_replacement(tmp_path, monkeypatch):

@@ -58,6 +58,8 @@ def test_compose_file_is_valid_and_commands_are_our_cli():
     # one container per host holds all its GPUs and `search run` pins one worker per GPU (replicas made with
     # --scale and `count: 1` would all get GPU 0)
     assert gpus["capabilities"] == ["gpu"] and gpus["count"] == "all" and services["worker"]["command"][1] == "run"
+    # a worker container that fails on a bad config is not restarted forever
+    assert re.fullmatch(r"on-failure:\d+", services["worker"]["restart"])
     click_cmd = typer.main.get_command(app)
     for name in ("dashboard", "worker"):
         cmd = [_expand(a) for a in services[name]["command"]]

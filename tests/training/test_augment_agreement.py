@@ -133,15 +133,17 @@ def _fp16_vs_fp32(imgs: np.ndarray, pipeline: list, device: torch.device) -> tor
 
 def test_half_precision_batches_mean_the_same_as_fp32():
     """Under CUDA autocast the loader augments in fp16 (Runtime.input_dtype): the same draws give the same
-    pixels as fp32, up to fp16 rounding (at most ~1 uint8 level; HSV round trips run in fp32). Affine is left
-    out on the CPU, whose fp16 grid_sample is inaccurate at large sizes in torch 2.14 (the CPU trains in fp32);
-    the CUDA test below includes it."""
+    pixels as fp32, up to fp16 rounding (at most ~1 uint8 level; HSV round trips run in fp32)."""
     diff = _fp16_vs_fp32(_smooth(16, size=32), HALF_PIPELINE, torch.device("cpu"))
     assert diff.mean() < 0.2 and diff.max() <= 1.5, (float(diff.mean()), float(diff.max()))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fp16 path runs on CUDA")
-def test_half_precision_on_cuda_with_affine_at_224px():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_half_precision_with_affine_at_224px(device):
+    """The affine warp samples in fp32 even for fp16 batches. With an fp16 grid, an H100 put samples up to
+    ~0.2 px off (32 uint8 levels at the zero border: benchmarks/RESULTS.md, 2026-11-23), and torch 2.14's CPU
+    fp16 grid_sample is wrong at this size."""
     pipeline = HALF_PIPELINE + [A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5)]
-    diff = _fp16_vs_fp32(_smooth(16, size=224), pipeline, torch.device("cuda"))
+    diff = _fp16_vs_fp32(_smooth(16, size=224), pipeline, torch.device(device))
     assert diff.mean() < 0.3 and diff.max() <= 3.0, (float(diff.mean()), float(diff.max()))

@@ -25,8 +25,10 @@ def _loader(images: np.ndarray, batch: int, device=CPU, ring: HostRing | None = 
 
 
 def _exact(images: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> bool:
-    want = torch.from_numpy(images[y.cpu().numpy()]).permute(0, 3, 1, 2).float() / 255.0
-    return torch.equal(x.cpu(), want)
+    """x holds exactly the uint8 images y names (back in uint8 levels: a GPU divides by 255 as a multiply by
+    1/255, which may differ from the CPU's division in the last bit)."""
+    want = torch.from_numpy(images[y.cpu().numpy()]).permute(0, 3, 1, 2)
+    return torch.equal((x.cpu().double() * 255).round().to(torch.uint8), want)
 
 
 def _check_epochs(images: np.ndarray, batch: int, epochs: int, slow: bool, device=CPU,

@@ -1,0 +1,70 @@
+"""The batch-ceiling probe's step (`_fits`): a real training step at the asked batch, run with cuDNN's
+heuristics (benchmark off: timing every algorithm for every new shape made efficientnet_b0's probe 4x slower
+on an H100 for the same peak memory) and the run's own benchmark setting restored afterwards, whatever
+happened. Its GPU behaviour (the ceiling is the real out-of-memory boundary) is measured by
+`bash benchmarks/device.sh ceiling` (benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training import batch_probe
+from training.config import RunConfig
+from training.runtime import resolve_runtime
+
+
+def _cfg() -> RunConfig:
+    return RunConfig.model_validate({"data": {"source": "digits", "image_size": 16},
+                                     "model": {"name": "test_resnet"}, "train": {"device": "cpu"}})
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """The cudnn.benchmark flag in force during each forward pass of the probed model; CUDA-only calls made
+    harmless so the step itself runs on the CPU."""
+    flags: list[bool] = []
+    build = batch_probe.build_model
+
+    def spy_build(cfg, n):
+        m = build(cfg, n)
+        m.register_forward_pre_hook(lambda *_: flags.append(torch.backends.cudnn.benchmark))
+        return m
+
+    monkeypatch.setattr(batch_probe, "build_model", spy_build)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as resolve_runtime sets it on CUDA
+    return flags
+
+
+def test_the_step_trains_with_benchmark_off_and_restores_it(seen):
+    cfg = _cfg()
+    assert batch_probe._fits(cfg, resolve_runtime(cfg.train), num_outputs=10, batch=4)
+    assert seen == [False, False]  # two real steps (the second holds optimizer state), both with heuristics
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_out_of_memory_is_a_no_and_still_restores_the_flag(seen, monkeypatch):
+    def oom(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    build = batch_probe.build_model
+
+    def failing(cfg, n):
+        m = build(cfg, n)
+        m.register_forward_pre_hook(oom)
+        return m
+
+    monkeypatch.setattr(batch_probe, "build_model", failing)
+    cfg = _cfg()
+    assert batch_probe._fits(cfg, resolve_runtime(cfg.train), num_outputs=10, batch=4) is False
+    assert seen == [False]
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_any_other_error_propagates_and_still_restores_the_flag(seen, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    cfg = _cfg()
+    with pytest.raises(RuntimeError, match="boom"):
+        batch_probe._fits(cfg, resolve_runtime(cfg.train), num_outputs=10, batch=4)
+    assert torch.backends.cudnn.benchmark is True
