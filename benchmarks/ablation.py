@@ -1,6 +1,6 @@
 """Where a step's time goes beyond the model (GPU only), and what precision the affine warp needs.
 
-    python benchmarks/ablation.py      # ~2 min on an H100 (benchmarks/device.sh ablation)
+    python benchmarks/ablation.py [--n-images 1024]   # a few minutes on an H100 (benchmarks/device.sh ablation)
 
 Per model (batch 256 at 224 px, `precision: auto`, channels_last), img/s of the same training step fed by:
   model-only         one random batch already on the device (the limit); measured twice, as is `ours`
@@ -14,6 +14,7 @@ in fp32 and rounded to fp16, and the sampling done in fp32 (what augment_ops doe
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import sys
@@ -65,7 +66,7 @@ def step_rows(name: str, root: Path, steps: int) -> dict[str, float]:
         out[f"ours {rep}"] = rate(T._forever(loader(T.PIPELINE)))
     out["normalize-only"] = rate(T._forever(loader([T.PIPELINE[-1]])))
     ld, xu = loader(T.PIPELINE), torch.from_numpy(np.array(images[:BATCH])).to(rt.device)
-    out["augment, no thread"] = rate(((ld.augment(xu.clone()), y) for _ in itertools.count()))
+    out["augment, no thread"] = rate(((ld.augment(xu), y) for _ in itertools.count()))  # xu is only read
     ld = loader(T.PIPELINE)
     ld.augment = lambda xb: xb  # the thread and the upload still run; the step ignores their batch
     out["thread, no augment"] = rate(((x, y) for _ in T._forever(ld)))
@@ -102,11 +103,14 @@ def affine_rows(n: int = 16) -> dict[str, tuple[float, float, float]]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-images", type=int, default=1024, help="synthetic 512x384 JPEGs to decode and train on")
+    args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/ablation.py measures a GPU step; no CUDA device here")
     os.environ.setdefault("SEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-cache-"))
-    root = T.make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), 1024)
-    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}; 1024 JPEGs 512x384, batch {BATCH} "
+    root = T.make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), args.n_images)
+    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}; {args.n_images} JPEGs 512x384, batch {BATCH} "
           f"at {SIZE} px, img/s after {WARMUP} warm-up steps")
     for name, steps in (("efficientnet_b0", 30), ("resnet18", 40)):
         rows = step_rows(name, root, steps)

@@ -144,18 +144,31 @@ def augment_rate(loader, rt, batches: int) -> float:
     return batches * len(x) / (time.perf_counter() - t0)
 
 
-def profile_steps(model, opt, rt, batches, steps: int, path: Path) -> None:
-    """torch.profiler over ``steps`` training steps of ``batches``: where the time of the step goes, by device
-    time and by host time, written to ``path``."""
+def profile_ours(name: str, size: int, root: Path, batch: int, path: Path, steps: int = 10) -> None:
+    """torch.profiler over ``steps`` training steps of 'ours' after 5 warm-up steps: where the time of the step
+    goes, by device time and by host time, written to ``path``. Run after every timed row (a profiler can leave
+    later work slower)."""
     from torch.profiler import ProfilerActivity, profile
 
+    cfg = _cfg(name, size, root, batch)
+    rt = resolve_runtime(cfg.train)
+    samples = load_samples(cfg.data)
+    loader = make_loader(decode_cached(samples, size).images, np.arange(len(samples)), samples.targets,
+                         batch_size=batch, spec=PIPELINE, mean=cfg.augment.mean, std=cfg.augment.std,
+                         device=rt.device, channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+    model = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    it = _forever(loader)
+    for _ in range(5):
+        _step(model, opt, rt, *next(it))
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if rt.device.type == "cuda" else [])
-    it = iter(batches)
     with profile(activities=acts) as prof:
         t0 = time.perf_counter()
         for _ in range(steps):
-            x, y = next(it)
-            _step(model, opt, rt, x, y)
+            _step(model, opt, rt, *next(it))
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
@@ -166,8 +179,7 @@ def profile_steps(model, opt, rt, batches, steps: int, path: Path) -> None:
                     + ka.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
 
-def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int,
-                profile: Path | None = None) -> dict:
+def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup: int, workers: int) -> dict:
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
@@ -196,8 +208,6 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     out["augment"] = augment_rate(loader, rt, steps)
     m, opt = fresh()
     out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
-    if profile:
-        profile_steps(m, opt, rt, _forever(loader), 10, profile / f"profile_{name}.txt")
     # naive: ImageFolder + PIL transforms + DataLoader workers
     from torchvision import datasets, transforms as T
 
@@ -270,8 +280,10 @@ def check_ceiling(model: str, size: int, root: Path) -> dict:
     t0 = time.perf_counter()
     ceiling = probe_max_batch(cfg, rt, num_outputs=10)
     probe_s = time.perf_counter() - t0
+    # checked as training runs, with cudnn.benchmark on (the probe itself uses cuDNN's heuristics)
     return {"model": model, "size": size, "ceiling": ceiling, "probe_seconds": probe_s,
-            "ceiling_trains": _fits(cfg, rt, 10, ceiling), "double_ooms": not _fits(cfg, rt, 10, 2 * ceiling)}
+            "ceiling_trains": _fits(cfg, rt, 10, ceiling, heuristics=False),
+            "double_ooms": not _fits(cfg, rt, 10, 2 * ceiling, heuristics=False)}
 
 
 def main() -> None:
@@ -291,7 +303,7 @@ def main() -> None:
     ap.add_argument("--share-seconds", type=float, default=20)
     ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--profile", type=Path, help="folder: write a torch.profiler table of 10 'ours' steps per model")
+    ap.add_argument("--profile", type=Path, help="folder: write a torch.profiler table of 10 'ours' steps per model, after the timed rows")
     # internal: one K-sharing child
     ap.add_argument("--child"), ap.add_argument("--root"), ap.add_argument("--share", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10)
@@ -318,7 +330,7 @@ def main() -> None:
           "| gather img/s | augment img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [m for m in args.models.split(",") if m]:  # --models "": skip these rows
-        r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers, args.profile)
+        r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
         results["models"].append(r)
         print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
               f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} "
@@ -331,6 +343,9 @@ def main() -> None:
         base = base or ips
         results["sharing"].append({"k": k, "ips": ips})
         print(f"| {k} | {ips:.0f} | {ips / base:.2f}x |", flush=True)
+    if args.profile:  # after every timed row
+        for name in [m for m in args.models.split(",") if m]:
+            profile_ours(name, args.size, root, args.batch, args.profile / f"profile_{name}.txt")
     if cuda and args.ceiling:
         print("\n| model | size | probed ceiling | ceiling trains | 2x ceiling OOMs | probe s |")
         print("|---|---|---|---|---|---|")

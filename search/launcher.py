@@ -25,7 +25,7 @@ from .storage import open_storage, redact
 from .study_config import StudyConfig
 from .worker import open_study, work
 
-__all__ = ["run_study", "preflight", "worker_env", "gpu_of_worker"]
+__all__ = ["run_study", "preflight", "worker_env", "gpu_of_worker", "local_gpus"]
 
 
 def preflight(sc: StudyConfig) -> None:
@@ -41,10 +41,21 @@ def preflight(sc: StudyConfig) -> None:
         raise type(e)(f"{sc.path}: {e}") from None
 
 
+def local_gpus(visible: str | None, count: int) -> list[str]:
+    """The GPUs local workers are spread over: the CUDA_VISIBLE_DEVICES entries this process sees (a user's
+    selection is kept: under ``=2,3`` workers get 2 and 3, not 0 and 1), else 0..count-1. MIG instances are
+    the exception: CUDA enumerates only the first MIG instance a process is given (count is 1), but each
+    worker is its own process, so every listed instance gets workers."""
+    ids = [d.strip() for d in (visible or "").split(",") if d.strip()]
+    if count and ids and all(d.startswith("MIG-") for d in ids):
+        return ids
+    return ids[:count] or [str(i) for i in range(count)]
+
+
 def gpu_of_worker(index: int, trials_per_gpu: int, gpus: int, visible: str | None) -> str:
-    """The CUDA_VISIBLE_DEVICES entry of local worker ``index``: round-robin over the GPUs this process sees,
-    ``trials_per_gpu`` workers per GPU. Under ``CUDA_VISIBLE_DEVICES=2,3`` the workers get 2 and 3, not 0 and 1."""
-    ids = [d.strip() for d in (visible or "").split(",") if d.strip()][:gpus] or [str(i) for i in range(gpus)]
+    """The CUDA_VISIBLE_DEVICES entry of local worker ``index``: round-robin over :func:`local_gpus`,
+    ``trials_per_gpu`` workers per GPU."""
+    ids = local_gpus(visible, gpus)
     return ids[(index // trials_per_gpu) % len(ids)]
 
 
@@ -90,10 +101,11 @@ def describe_exits(codes: list[int]) -> str:
 
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
            timeout: float | None, trials_per_gpu: int) -> list[int]:
-    """Run K workers until all have exited; their exit codes (negative: killed by that signal). One killed by a signal (the OOM killer, a segfault in a native
-    library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial goes stale and a worker
-    retries it. One that exits with an error of its own (exit 1: a budget or store error it printed) is not: a
-    new one would stop the same way."""
+    """Run K workers until all have exited; returns their exit codes (negative: killed by that signal; 0 for
+    one that stopped cleanly on a stop signal while another failed). One killed by a signal (the OOM killer, a
+    segfault in a native library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial
+    goes stale and a worker retries it. One that exits with an error of its own (exit 1: a budget or store
+    error it printed) is not: a new one would stop the same way."""
     start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu)  # noqa: E731
     procs: list[subprocess.Popen] = []
     stopped_by: list[signal.Signals] = []
@@ -131,7 +143,7 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     stopped = {0, 143, -signal.SIGINT, -signal.SIGTERM}
     if stopped_by and all(c in stopped for c in codes):
         raise WorkerStopped(stopped_by[0].name)
-    return codes
+    return [0 if stopped_by and c in stopped else int(c) for c in codes]
 
 
 def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
@@ -141,7 +153,7 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
     study = open_study(sc, storage, url)
     budget = n_trials or sc.spec.n_trials
     study.set_user_attr("n_trials", budget)
-    gpus = torch.cuda.device_count()
+    gpus = len(local_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
     k = workers or (gpus * trials_per_gpu if gpus else sc.spec.workers)
     before = counts(study)
     print(f"study '{sc.name}' in {redact(url)}: {before['complete'] + before['pruned']}/{budget} finished; "

@@ -228,8 +228,8 @@ def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
 
     def warp(sub: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         th = theta if idx is None else theta.index_select(0, idx)
-        # in fp32 even for fp16 batches: an fp16 grid misplaces samples by up to ~0.2 px, 30 uint8 levels at
-        # the zero border and 16 inside (measured on an H100); in fp32 the fp16 result is within 0.12 levels
+        # in fp32 even for fp16 batches: with an fp16 grid the warp was up to 32 uint8 levels off at the zero
+        # border and 16 inside (H100, benchmarks/ablation.py); in fp32 the fp16 result is within 0.12 levels
         grid = F.affine_grid(th, list(sub.shape), align_corners=False)
         out = F.grid_sample(sub.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return out.to(sub.dtype)

@@ -21,13 +21,15 @@ log = logging.getLogger(__name__)
 CPU_AUTO_BATCH = 64  # no memory wall worth probing on CPU: 'auto' means this
 
 
-def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int) -> bool:
+def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int, *, heuristics: bool = True) -> bool:
+    """Whether two training steps at ``batch`` fit. ``heuristics``: with cuDNN's heuristics instead of timing
+    every algorithm for every new shape (the run's cudnn.benchmark): the same peak memory (within 0.1 GiB,
+    efficientnet_b0@224 on an H100) in a fraction of the time (~10 s a size instead of 20-70 s); training
+    with benchmark on only picks algorithms whose workspace fits. The flag is restored afterwards."""
     model = opt = x = loss = None
     benchmark = torch.backends.cudnn.benchmark
-    # cuDNN's heuristics instead of timing every algorithm for every new shape: the same peak memory (within
-    # 0.1 GiB, efficientnet_b0@224 on an H100) in a quarter of the time (~10 s a size instead of 20-70 s);
-    # training with benchmark on only picks algorithms whose workspace fits
-    torch.backends.cudnn.benchmark = False
+    if heuristics:
+        torch.backends.cudnn.benchmark = False
     try:
         model = build_model(cfg.model.model_copy(update={"pretrained": False}), num_outputs).to(rt.device)
         fmt = torch.channels_last if rt.channels_last else torch.contiguous_format

@@ -69,6 +69,20 @@ def test_without_a_lock_file_it_still_probes(tmp_path, monkeypatch):
     ("2,3", 2, 1, ["2", "3", "2", "3"]),                  # a user's own selection is kept, not renumbered
     ("GPU-aa11, GPU-bb22", 2, 2, ["GPU-aa11", "GPU-aa11", "GPU-bb22", "GPU-bb22"]),  # UUIDs too
     (None, 1, 2, ["0", "0", "0", "0"]),
+    # CUDA shows a process only its first MIG instance (count 1); each worker process gets one of its own
+    ("MIG-a1,MIG-b2,MIG-c3", 1, 1, ["MIG-a1", "MIG-b2", "MIG-c3", "MIG-a1"]),
+    ("MIG-a1,MIG-b2", 1, 2, ["MIG-a1", "MIG-a1", "MIG-b2", "MIG-b2"]),
 ])
 def test_each_local_worker_gets_one_of_the_gpus_this_process_sees(visible, gpus, per_gpu, expect):
     assert [gpu_of_worker(i, per_gpu, gpus, visible) for i in range(4)] == expect
+
+
+def test_workers_per_host_count_every_listed_mig_instance():
+    """`search run` with no --workers starts trials_per_gpu workers per GPU; under MIG that is per listed
+    instance, although CUDA in this process enumerates only one."""
+    from search.launcher import local_gpus
+
+    assert local_gpus("MIG-a1,MIG-b2,MIG-c3", 1) == ["MIG-a1", "MIG-b2", "MIG-c3"]
+    assert local_gpus("MIG-a1,MIG-b2", 0) == []  # no CUDA: no GPU workers at all
+    assert local_gpus("0,1,2", 2) == ["0", "1"]  # plain GPUs: what CUDA enumerates
+    assert local_gpus("", 2) == ["0", "1"]

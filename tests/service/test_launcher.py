@@ -77,6 +77,25 @@ def test_every_worker_that_failed_is_named_with_its_own_code(tmp_path, monkeypat
     assert launcher.describe_exits([0, 0]) == ""
 
 
+def test_a_stop_signal_with_a_failed_worker_reports_only_the_failure(tmp_path, monkeypatch):
+    """Ctrl-C after one worker failed: the others stop cleanly (their codes count as 0), the failure is kept."""
+    import threading
+
+    plans = {0: "1", 1: "sleep"}
+
+    def start(sc, url, n, i, *rest):
+        marks = tmp_path / f"w{i}"
+        marks.mkdir(exist_ok=True)
+        if i == 1:  # both started: stop the run once worker 0 has failed
+            threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return subprocess.Popen([sys.executable, "-c", SCRIPT, str(marks), plans[i]])
+
+    monkeypatch.setattr(launcher, "_worker_process", start)
+    codes = launcher._spawn(None, "sqlite:///x.db", 1, 2, tmp_path, False, None, 1)
+    assert codes == [1, 0]
+    assert launcher.describe_exits(codes) == "worker 0 exited with code 1"
+
+
 def test_a_stop_signal_during_a_replacement_reaches_the_replacement(tmp_path, monkeypatch):
     """SIGTERM arrives while the replacement is being started, when the launcher still knows only the dead
     process: the new one is stopped too, and `search run` stops (exit 143) instead of running the study on."""

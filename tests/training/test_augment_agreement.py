@@ -141,9 +141,9 @@ def test_half_precision_batches_mean_the_same_as_fp32():
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a GPU"))])
 def test_half_precision_with_affine_at_224px(device):
-    """The affine warp samples in fp32 even for fp16 batches. With an fp16 grid, an H100 put samples up to
-    ~0.2 px off (32 uint8 levels at the zero border: benchmarks/RESULTS.md, 2026-11-23), and torch 2.14's CPU
-    fp16 grid_sample is wrong at this size."""
+    """The affine warp samples in fp32 even for fp16 batches. With an fp16 grid, an H100's warp was up to 32
+    uint8 levels off at the zero border (benchmarks/RESULTS.md, 2026-11-23), and torch 2.14's CPU fp16
+    grid_sample is wrong at this size."""
     pipeline = HALF_PIPELINE + [A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5)]
     diff = _fp16_vs_fp32(_smooth(16, size=224), pipeline, torch.device(device))
     assert diff.mean() < 0.3 and diff.max() <= 3.0, (float(diff.mean()), float(diff.max()))
