@@ -9,7 +9,7 @@
 #     gather    host-side gather rates                          (~1 min)
 #     models    model-only / ours / naive / gather / augment    (~5 min)
 #     share     K = 1, 2, 4 trials per GPU                      (~3 min)
-#     ceiling   probed batch ceilings vs the real OOM boundary  (~2 min)
+#     ceiling   probed batch ceilings vs the real OOM boundary  (~3 min)
 #     ablation  where the step's time goes beyond the model; fp16 affine precision (a few minutes)
 #     smoke     bf16 / auto batch / fp16 / compile on digits, and the GPU-only tests (~4 min)
 # Output goes to stdout and, where $OUT is set, to $OUT/STAGE.txt.
