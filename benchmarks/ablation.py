@@ -31,7 +31,6 @@ sys.path[:0] = [str(here), str(here.parent), str(here.parent / "tests" / "traini
 import throughput as T  # noqa: E402
 from test_augment_agreement import _smooth  # noqa: E402
 from training.data.cache import decode_cached  # noqa: E402
-from training.data.loader import make_loader  # noqa: E402
 from training.data.sources import load_samples  # noqa: E402
 from training.runtime import resolve_runtime  # noqa: E402
 
@@ -44,17 +43,11 @@ def step_rows(name: str, root: Path, steps: int) -> dict[str, float]:
     samples = load_samples(cfg.data)
     images = decode_cached(samples, SIZE).images
 
-    def fresh():
-        m = T.build_model(cfg.model, 10).to(rt.device).to(memory_format=torch.channels_last)
-        return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-
     def loader(spec):
-        return make_loader(images, np.arange(len(samples)), samples.targets, batch_size=BATCH, spec=spec,
-                           mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device, channels_last=True,
-                           shuffle=True, dtype=rt.input_dtype)
+        return T._ours(cfg, rt, images, samples, spec)
 
     def rate(batches) -> float:
-        m, opt = fresh()
+        m, opt = T._model(cfg, rt)
         return T._train_steps(m, opt, rt, batches, steps, WARMUP)
 
     x = torch.randn(BATCH, 3, SIZE, SIZE, device=rt.device, dtype=rt.input_dtype)

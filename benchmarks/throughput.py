@@ -82,6 +82,25 @@ def _cfg(model: str, size: int, root: Path, batch: int) -> RunConfig:
                                      "augment": {"train": PIPELINE}})
 
 
+def _sync(rt) -> None:
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _model(cfg: RunConfig, rt):
+    """A fresh model in the run's memory format, and its optimizer."""
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+    m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
+    return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+
+
+def _ours(cfg: RunConfig, rt, images: np.ndarray, samples, spec=PIPELINE):
+    """The loader `search` trials use, over the whole decoded cache."""
+    return make_loader(images, np.arange(len(samples)), samples.targets, batch_size=cfg.train.batch_size, spec=spec,
+                       mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
+                       channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
+
+
 def _step(model, opt, rt, x: torch.Tensor, y: torch.Tensor) -> None:
     with rt.autocast():
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -95,15 +114,13 @@ def _train_steps(model, opt, rt, batches, steps: int, warmup: int) -> float:
     n, t0 = 0, None
     for i, (x, y) in enumerate(batches):
         if i == warmup:
-            if rt.device.type == "cuda":
-                torch.cuda.synchronize()
+            _sync(rt)
             t0, n = time.perf_counter(), 0
         _step(model, opt, rt, x, y)
         n += len(y)
         if i + 1 == warmup + steps:
             break
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(rt)
     return n / (time.perf_counter() - t0)
 
 
@@ -129,18 +146,13 @@ def augment_rate(loader, rt, batches: int) -> float:
     """img/s of the loader's device side alone (``TensorBatches.augment``) on one uint8 batch already on the
     device, after 3 warm-up batches."""
     x = torch.from_numpy(np.array(loader.images[:loader.batch_size])).to(rt.device)  # a writable copy
-
-    def sync():
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize()
-
     for _ in range(3):
         loader.augment(x)
-    sync()
+    _sync(rt)
     t0 = time.perf_counter()
     for _ in range(batches):
         loader.augment(x)
-    sync()
+    _sync(rt)
     return batches * len(x) / (time.perf_counter() - t0)
 
 
@@ -153,24 +165,17 @@ def profile_ours(name: str, size: int, root: Path, batch: int, path: Path, steps
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
     samples = load_samples(cfg.data)
-    loader = make_loader(decode_cached(samples, size).images, np.arange(len(samples)), samples.targets,
-                         batch_size=batch, spec=PIPELINE, mean=cfg.augment.mean, std=cfg.augment.std,
-                         device=rt.device, channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
-    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
-    model = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    it = _forever(loader)
+    model, opt = _model(cfg, rt)
+    it = _forever(_ours(cfg, rt, decode_cached(samples, size).images, samples))
     for _ in range(5):
         _step(model, opt, rt, *next(it))
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(rt)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if rt.device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         t0 = time.perf_counter()
         for _ in range(steps):
             _step(model, opt, rt, *next(it))
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(rt)
         wall = time.perf_counter() - t0
     ka = prof.key_averages()
     dev_key = "device_time_total" if rt.device.type == "cuda" else "cpu_time_total"
@@ -183,14 +188,9 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
-
-    def fresh():
-        m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
-        return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-
     out = {"model": name, "size": size, "batch": batch}
     # model-only: the limit
-    m, opt = fresh()
+    m, opt = _model(cfg, rt)
     x = torch.randn(batch, 3, size, size, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=rt.device)
     out["model_only"] = _train_steps(m, opt, rt, _forever([(x, y)]), steps, warmup)
@@ -201,12 +201,10 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     out["cache_seconds"] = time.perf_counter() - t0
     out["cache_built"] = dec.built
     assert tensor_plan(PIPELINE) is not None
-    loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=batch, spec=PIPELINE,
-                         mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
-                         channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
+    loader = _ours(cfg, rt, dec.images, samples)
     out["gather"] = gather_rate(loader, steps)
     out["augment"] = augment_rate(loader, rt, steps)
-    m, opt = fresh()
+    m, opt = _model(cfg, rt)
     out["ours"] = _train_steps(m, opt, rt, _forever(loader), steps, warmup)
     # naive: ImageFolder + PIL transforms + DataLoader workers
     from torchvision import datasets, transforms as T
@@ -222,7 +220,7 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
             yield (xb.to(rt.device, non_blocking=True).contiguous(memory_format=fmt),
                    yb.to(rt.device, non_blocking=True))
 
-    m, opt = fresh()
+    m, opt = _model(cfg, rt)
     out["naive"] = _train_steps(m, opt, rt, naive_batches(), steps, warmup)
     return out
 
@@ -235,13 +233,8 @@ def child(args) -> None:
     cfg = _cfg(args.child, args.size, Path(args.root), args.batch)
     rt = resolve_runtime(cfg.train)
     samples = load_samples(cfg.data)
-    dec = decode_cached(samples, args.size)
-    loader = make_loader(dec.images, np.arange(len(samples)), samples.targets, batch_size=args.batch, spec=PIPELINE,
-                         mean=cfg.augment.mean, std=cfg.augment.std, device=rt.device,
-                         channels_last=rt.channels_last, shuffle=True, dtype=rt.input_dtype)
-    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
-    m = build_model(cfg.model, 10).to(rt.device).to(memory_format=fmt)
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    loader = _ours(cfg, rt, decode_cached(samples, args.size).images, samples)
+    m, opt = _model(cfg, rt)
     _train_steps(m, opt, rt, _forever(loader), 10, 5)  # warm up (cudnn autotune)
     print("READY", flush=True)
     sys.stdin.readline()  # start together
@@ -251,8 +244,7 @@ def child(args) -> None:
         n += len(y)
         if time.perf_counter() > t_end:
             break
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(rt)
     print(json.dumps({"ips": n / (time.perf_counter() - t0)}), flush=True)
 
 
@@ -303,7 +295,8 @@ def main() -> None:
     ap.add_argument("--share-seconds", type=float, default=20)
     ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--profile", type=Path, help="folder: write a torch.profiler table of 10 'ours' steps per model, after the timed rows")
+    ap.add_argument("--profile", type=Path,
+                    help="folder: write a torch.profiler table of 10 'ours' steps per model, after the timed rows")
     # internal: one K-sharing child
     ap.add_argument("--child"), ap.add_argument("--root"), ap.add_argument("--share", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10)
@@ -318,8 +311,8 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     dev = torch.cuda.get_device_name(0) if cuda else "CPU"
     rt = resolve_runtime(_cfg("resnet18", 32, Path("."), 1).train)  # what `precision: auto` is on this machine
-    name = lambda dt: str(dt).removeprefix("torch.")  # noqa: E731
-    precision = f"{name(rt.dtype)} autocast + channels_last, {name(rt.input_dtype)} batches" if rt.dtype else "fp32"
+    precision = (f"{rt.precision} autocast + channels_last, {str(rt.input_dtype).removeprefix('torch.')} batches"
+                 if rt.dtype else "fp32")
     root = make_jpegs(Path(tempfile.mkdtemp(prefix="bench-jpeg-")), args.n_images)
     print(f"# {time.strftime('%Y-%m-%d')} on {dev}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
           f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
@@ -344,6 +337,7 @@ def main() -> None:
         results["sharing"].append({"k": k, "ips": ips})
         print(f"| {k} | {ips:.0f} | {ips / base:.2f}x |", flush=True)
     if args.profile:  # after every timed row
+        args.profile.mkdir(parents=True, exist_ok=True)
         for name in [m for m in args.models.split(",") if m]:
             profile_ours(name, args.size, root, args.batch, args.profile / f"profile_{name}.txt")
     if cuda and args.ceiling:

@@ -59,13 +59,9 @@ def probed_once(study: optuna.Study, key: str, probe: Callable[[], int], lock: s
     with file_lock_if_possible(path) as held:
         if not held:
             log.warning("cannot create the lock file %s; probing the batch ceiling without it", path)
-        return _probe_unless_known(study, key, probe)
-
-
-def _probe_unless_known(study: optuna.Study, key: str, probe: Callable[[], int]) -> int:
-    if key in study.user_attrs:  # read again: another worker may have probed while we waited
-        return int(study.user_attrs[key])
-    value = probe()
-    if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
-        study.set_user_attr(key, value)
-    return value
+        if key in study.user_attrs:  # read again (from the store): another worker may have probed while we waited
+            return int(study.user_attrs[key])
+        value = probe()
+        if value > 0:  # "does not fit" fails this trial; it is not written down for every later one
+            study.set_user_attr(key, value)
+        return value

@@ -148,9 +148,8 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         t0 = time.perf_counter()
         train_loss, seen = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
         if not math.isfinite(train_loss):
-            used = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(rt.dtype, "fp32")
-            raise NonFiniteLoss(f"training loss became {train_loss} at epoch {epoch} (precision {used}); lower "
-                                "optimizer.lr" + (" or set train.precision: fp32" if used != "fp32" else ""))
+            raise NonFiniteLoss(f"training loss became {train_loss} at epoch {epoch} (precision {rt.precision}); "
+                                "lower optimizer.lr" + (" or set train.precision: fp32" if rt.dtype else ""))
         scores, targets, val_loss = evaluate(step_fn, data.val, loss_fn, rt)
         m = classification_metrics(scores, targets, s.classes, s.multilabel, cfg.train.threshold)
         m.update(epoch=epoch, train_loss=train_loss, val_loss=val_loss, lr=opt.param_groups[-1]["lr"],

@@ -22,6 +22,11 @@ class Runtime:
     channels_last: bool
 
     @property
+    def precision(self) -> str:
+        """The ``train.precision`` name of what runs: bf16, fp16 or fp32."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+
+    @property
     def input_dtype(self) -> torch.dtype:
         """What the loaders hand the model. fp16 under CUDA autocast: the device-side augmentation moves half
         the bytes of fp32 with 11 significant bits (uint8 pixels have 8), and autocast casts the input for the
