@@ -6,19 +6,26 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.trial import TrialState
 
 from .errors import SearchError
 
-__all__ = ["best_trial", "export_best"]
+__all__ = ["best_trial", "best_or_none", "export_best"]
+
+
+def best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial, or None before the first completes (one ordered query on an RDB store)."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not done:
+    best = best_or_none(study)
+    if best is None:
         raise SearchError(f"study '{study.study_name}' has no completed trial yet; "
                           f"run `search run --study {study.study_name}` first")
-    return max(done, key=lambda t: t.value)
+    return best
 
 
 def export_best(study: optuna.Study, path: Path) -> optuna.trial.FrozenTrial:

@@ -25,6 +25,7 @@ from training.errors import TrainingError
 
 from .batch import batch_ceiling
 from .budget import budget_lock
+from .export import best_or_none
 from .heartbeat import Heartbeat
 from .resilience import with_store_retry
 from .mirror import TrialMirror
@@ -47,7 +48,16 @@ class TrialContext:
     output_root: Path
     use_wandb: bool
     tag: str                      # worker tag for progress lines
-    best: float | None = None
+    best: float | None = None     # the study's best value, for progress lines: refreshed every claim and epoch
+
+    def refresh_best(self, study: optuna.Study) -> None:
+        """Other workers finish trials while this one trains: read the study's best again (one ordered query)."""
+        try:
+            best = with_store_retry(lambda: best_or_none(study), "read the study's best trial", max_wait=30)
+        except Exception:  # a progress line is not worth failing a trial over
+            return
+        if best is not None:
+            self.best = best.value
 
 
 def _resume_point(trial: optuna.Trial, storage) -> Path | None:
@@ -96,9 +106,12 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialState:
                 with_store_retry(lambda: trial.report(m["macro_f1"], epoch), f"report trial {n}")
                 mirror.log({k: m[k] for k in ("macro_f1", "accuracy", "train_loss", "val_loss", "lr",
                                               "images_per_second")} | {"epoch": epoch}, step=epoch)
+                ctx.refresh_best(trial.study)
                 best = "-" if ctx.best is None else f"{ctx.best:.4f}"
                 print(f"[{ctx.tag}] trial {n} epoch {epoch}/{cfg.train.epochs} macro_f1={m['macro_f1']:.4f} "
                       f"loss={m['train_loss']:.4f} (study best {best})", flush=True)
+                if m["final"]:  # its last epoch (or early stop): the trial is complete, not prunable
+                    return
                 if with_store_retry(trial.should_prune, f"ask the pruner about trial {n}"):
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}: macro_f1 {m['macro_f1']:.4f} below the median")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import optuna
-from optuna.trial import TrialState
 
 from .budget import counts
+from .export import best_or_none
 
 __all__ = ["study_status"]
 
@@ -13,8 +13,7 @@ __all__ = ["study_status"]
 def study_status(study: optuna.Study) -> dict:
     trials = study.get_trials(deepcopy=False)
     c = counts(study)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(done, key=lambda t: t.value) if done else None
+    best = best_or_none(study)
     return {
         "study": study.study_name,
         "budget": study.user_attrs.get("n_trials"),

@@ -114,6 +114,8 @@ def study_name(name_or_path: str) -> str:
 def load_study(name_or_path: str) -> StudyConfig:
     path = resolve_study_path(name_or_path)
     raw = read_yaml(path)
+    if "name" not in raw:
+        raise StudyConfigError(_nameless(path, raw))
     try:
         spec = StudyFile.model_validate(raw)
     except ValidationError as err:
@@ -132,6 +134,15 @@ def load_study(name_or_path: str) -> StudyConfig:
     study = StudyConfig(spec, base, path)
     _check_space(study)
     return study
+
+
+def _nameless(path: Path, raw: dict) -> str:
+    """A file with ``training:`` and no ``name`` is often a training config pasted with its study's wrapper."""
+    if "search_space" in raw:
+        return f"{path}: the study file has no 'name'; add a top-level line such as `name: {path.stem}`"
+    return (f"{path}: looks like a study file without a 'name', or a training config wrapped in 'training:'; "
+            f"for a study add a top-level `name: {path.stem}`, for a training config remove the `training:` line "
+            "and un-indent the keys under it")
 
 
 def _format(err: ValidationError, path: Path) -> str:

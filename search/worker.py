@@ -22,7 +22,7 @@ from .resilience import with_store_retry
 from .storage import open_storage, redact
 from .study_config import StudyConfig
 
-__all__ = ["open_study", "work", "budget_of", "WorkerResult"]
+__all__ = ["open_study", "work", "budget_of", "WorkerResult", "optuna_warmup_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,14 @@ def _pruner(sc: StudyConfig) -> optuna.pruners.BasePruner:
     p = sc.spec.pruner
     if p.name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
+                                       n_warmup_steps=optuna_warmup_steps(p.n_warmup_steps))
+
+
+def optuna_warmup_steps(warmup_epochs: int) -> int:
+    """Epochs are reported as steps 1, 2, 3, ...; Optuna's pruners prune from step == n_warmup_steps on (they
+    count from step 0). So "epochs 1..n are never pruned" is n_warmup_steps = n + 1 in Optuna's terms."""
+    return warmup_epochs + 1
 
 
 def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None) -> optuna.Study:
@@ -132,7 +139,7 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
         if len(state.failed) >= max_failures:
             raise BudgetError(f"study '{sc.name}': {len(state.failed)} trials failed (limit reliability.max_failures="
                               f"{max_failures}); last reason: {state.failed[-1].user_attrs['fail_reason']}")
-        if ctx.best is None:
+        if state.best is not None:  # the study's best at every claim (other workers finish trials too)
             ctx.best = state.best
         if trial is None:  # all tokens taken by running trials; wait in case one of them dies
             time.sleep(min(rel.heartbeat_seconds, 2.0))

@@ -1,7 +1,8 @@
 """Train one configuration: ``fit(cfg, out_dir, callback)`` returns the best epoch's metrics.
 
 The callback ``(epoch, metrics) -> None`` runs after every epoch and may raise to stop the run (that is how
-the search prunes a trial); the epoch's checkpoint is on disk before it runs.
+the search prunes a trial); ``metrics["final"]`` is true on the run's last epoch (the planned last one, or an
+early stop). The epoch's metrics.json is on disk before it runs, its checkpoint right after.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.nn.utils import get_total_norm
 
 from .batch_probe import probe_max_batch, resolve_batch_size
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -30,31 +33,68 @@ from .optim import build_optimizer, param_groups
 from .runtime import Runtime, resolve_runtime, seed_everything
 from .schedules import build_scheduler
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "Callback"]
+__all__ = ["fit", "train_one_epoch", "evaluate", "Callback", "NonFinite"]
 
 log = logging.getLogger(__name__)
 Callback = Callable[[int, dict], None]
 
 
 def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, opt: torch.optim.Optimizer,
-                    sched, rt: Runtime, scaler: torch.amp.GradScaler | None) -> tuple[float, int]:
+                    sched, rt: Runtime, scaler: torch.amp.GradScaler | None) -> tuple[float, int, NonFinite | None]:
+    """Mean training loss, images seen, and the first step whose loss or gradients were not finite (tracked on
+    the device and read back once, with the loss: no host-GPU sync per step)."""
     model.train()
     total, n = torch.zeros((), device=rt.device), 0
-    for x, y in loader:
+    first_bad = torch.full((2,), -1, dtype=torch.long, device=rt.device)  # step of the first bad loss, gradients
+    params = [p for g in opt.param_groups for p in g["params"]]
+    step = -1
+    for step, (x, y) in enumerate(loader):
         with rt.autocast():
             loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
-        if scaler is not None:
+        if scaler is not None:  # inf gradients are how GradScaler finds its scale: it skips those steps itself
             scaler.scale(loss).backward()
+            bad = ~torch.isfinite(loss.detach()).expand(2)
             scaler.step(opt)
             scaler.update()
         else:
             loss.backward()
+            grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
+            bad = ~torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()]))
             opt.step()
+        first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
         sched.step()
         total += loss.detach() * len(y)
         n += len(y)
-    return float(total) / max(n, 1), n
+    mean, bad_loss, bad_grad = torch.cat([total[None].float(), first_bad.float()]).tolist()
+    return mean / max(n, 1), n, NonFinite.first(int(bad_loss), int(bad_grad), step + 1)
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where an epoch first went non-finite: ``what`` is "loss" or "gradients", ``step`` counts from 1."""
+    what: str
+    step: int
+    steps: int
+
+    @staticmethod
+    def first(loss_step: int, grad_step: int, steps: int) -> "NonFinite | None":
+        if loss_step < 0 and grad_step < 0:
+            return None
+        if grad_step < 0 or 0 <= loss_step <= grad_step:  # the same step: the loss came first, its gradients after
+            return NonFinite("loss", loss_step + 1, steps)
+        return NonFinite("gradients", grad_step + 1, steps)
+
+    def message(self, epoch: int, precision: str, loss_name: str, reduced: bool) -> str:
+        step = f", step {self.step}/{self.steps}" if self.step else ""
+        where = f"at epoch {epoch}{step} (precision {precision})"
+        if self.what == "gradients":  # finite loss, non-finite backward: the lr did not cause this
+            return (f"the gradients became non-finite {where} while the loss was still finite: the backward pass "
+                    f"of loss '{loss_name}' or of the model overflowed" + ("; set train.precision: fp32" if reduced else ""))
+        if self.step == 1 and epoch == 1:
+            return f"the training loss was non-finite {where}, before any update: check the data and the loss settings"
+        return f"the training loss became non-finite {where} after finite gradients: the weights diverged; " \
+               "lower optimizer.lr" + (" or set train.precision: fp32" if reduced else "")
 
 
 @torch.no_grad()
@@ -146,10 +186,11 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
     last_epoch = start if stopped else cfg.train.epochs
     for epoch in range(start + 1, last_epoch + 1):
         t0 = time.perf_counter()
-        train_loss, seen = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
-        if not math.isfinite(train_loss):
-            raise NonFiniteLoss(f"training loss became {train_loss} at epoch {epoch} (precision {rt.precision}); "
-                                "lower optimizer.lr" + (" or set train.precision: fp32" if rt.dtype else ""))
+        train_loss, seen, bad = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
+        if bad is None and not math.isfinite(train_loss):
+            bad = NonFinite("loss", 0, len(data.train))  # no step known
+        if bad is not None:
+            raise NonFiniteLoss(bad.message(epoch, rt.precision, cfg.loss.name, rt.dtype is not None))
         scores, targets, val_loss = evaluate(step_fn, data.val, loss_fn, rt)
         m = classification_metrics(scores, targets, s.classes, s.multilabel, cfg.train.threshold)
         m.update(epoch=epoch, train_loss=train_loss, val_loss=val_loss, lr=opt.param_groups[-1]["lr"],
@@ -162,7 +203,8 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         result = {**_result(best, history, out, data), "resumed_at_epoch": start}
         _write_json(out / "metrics.json", result)
         if callback is not None:  # before the checkpoint: a run killed in between resumes at this epoch and
-            callback(epoch, m)    # reports it again (ignored), instead of resuming after an unreported epoch
+            # reports it again (ignored), instead of resuming after an unreported epoch
+            callback(epoch, {**m, "final": stopped or epoch == last_epoch})
         save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), epoch=epoch, rng=rng_state(),
                         scaler=scaler.state_dict() if scaler is not None else None, stopped=stopped,
@@ -180,6 +222,7 @@ def _result(best: dict, history: list[dict], out: Path, data) -> dict:
         "macro_f1": best["macro_f1"], "accuracy": best["accuracy"], "best_epoch": best["epoch"],
         "epochs_run": len(history), "per_class_f1": best["per_class_f1"],
         "confusion_matrix": best["confusion_matrix"], "output_dir": str(out),
+        "classes": list(data.samples.classes), "multilabel": data.samples.multilabel,
         "batch_size": data.train.batch_size, "n_train": len(data.train_index), "n_val": len(data.val_index), "skipped_images": len(data.skipped),
         "history": history,
     }

@@ -25,16 +25,26 @@ class FocalLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=1)
+        logits = logits.float()
+        logp = F.log_softmax(logits, dim=1)
         ce = F.nll_loss(logp, target, weight=self.weight, reduction="none")
         if self.label_smoothing:  # the uniform part weighted per class, as F.cross_entropy does
             smooth = -(logp * self.weight).mean(dim=1) if self.weight is not None else -logp.mean(dim=1)
             ce = (1 - self.label_smoothing) * ce + self.label_smoothing * smooth
-        pt = logp.gather(1, target[:, None]).squeeze(1).exp()
-        loss = (1 - pt) ** self.gamma * ce
+        loss = ce if self.gamma == 0 else _focal_weight(logits, target, self.gamma) * ce
         if self.weight is not None:  # normalised like weighted cross-entropy, so gamma=0 equals it exactly
             return loss.sum() / self.weight[target].sum()
         return loss.mean()
+
+
+def _focal_weight(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(1 - p_t)^gamma with a finite gradient everywhere. Written as 1 - exp(log p_t), the derivative of x^gamma
+    at x = 0 is infinite for gamma < 1, and a saturated fp32 logit gives exactly p_t = 1: NaN gradients. Here
+    1 - p_t is the other classes' probability mass, log(1 - p_t) = logsumexp(others) - logsumexp(all), whose
+    gradient is a difference of two softmaxes (bounded); it is also exact where 1 - exp(log p_t) cancels."""
+    others = logits.scatter(1, target[:, None], float("-inf"))
+    log_rest = torch.logsumexp(others, dim=1) - torch.logsumexp(logits, dim=1)
+    return torch.exp(gamma * log_rest)
 
 
 @LOSSES.register("ce")

@@ -145,8 +145,8 @@ def _reads(n_batches: int) -> tuple[int, int]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     rt = Runtime(torch.device("cpu"), None, False)
     with ReadBacks() as train_reads:
-        loss, n = train_one_epoch(model, batches, torch.nn.CrossEntropyLoss(), opt, sched, rt, None)
-    assert n == 4 * n_batches and np.isfinite(loss)
+        loss, n, bad = train_one_epoch(model, batches, torch.nn.CrossEntropyLoss(), opt, sched, rt, None)
+    assert n == 4 * n_batches and np.isfinite(loss) and bad is None
     with ReadBacks() as eval_reads:
         scores, targets, val_loss = evaluate(model, batches, torch.nn.CrossEntropyLoss(), rt)
     assert scores.shape == (4 * n_batches, 3) and len(targets) == 4 * n_batches and np.isfinite(val_loss)

@@ -1,4 +1,4 @@
-"""Read any common image file as an RGB uint8 array, resized to a square."""
+"""Read any common image file as an RGB uint8 array, and fit it to the model's input size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "resize_square"]
+__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "resize_square", "fit_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -43,3 +43,8 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
         return np.ascontiguousarray(img)
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
     return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def fit_image(img: np.ndarray, data_cfg) -> np.ndarray:
+    """What the decode cache stores for one image, and what predict feeds the model: one geometry for both."""
+    return resize_square(img, data_cfg.image_size)

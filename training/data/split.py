@@ -17,11 +17,12 @@ def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: 
     idx = np.arange(n)
     strat = _strata(targets, multilabel)
     if n < 4:
-        raise DataError(f"only {n} usable images; a train/val split needs at least 4")
+        raise DataError(f"only {n} usable images; a train/val split needs at least 4: add images to the data set")
     if groups is not None:
         n_groups = len(set(groups.tolist()))
         if n_groups < 2:
-            raise DataError(f"all {n} images belong to one group; a grouped split needs at least 2 groups")
+            raise DataError(f"all {n} images belong to one group; a grouped split needs at least 2 groups: add "
+                            "people (mask) or values of data.group_column (csv)")
         k = round(1 / val_fraction)
         exact = abs(1 / k - val_fraction) < 0.01
         if strat is not None and exact and 2 <= k <= n_groups and _min_groups_per_class(strat, groups) >= k:
@@ -31,13 +32,24 @@ def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: 
             tr, va = _greedy_groups(groups, val_fraction, seed)
     else:
         counts = np.bincount(np.unique(strat, return_inverse=True)[1]) if strat is not None else None
-        n_val = int(np.ceil(val_fraction * n))
+        n_val = int(np.ceil(val_fraction * n))  # scikit-learn's rounding: val gets the ceiling
+        if n_val >= n:
+            raise DataError(_empty_side(n, val_fraction, "train", f"{n_val} for val, none left to train on"))
         # stratify when every class can appear on both sides; tiny sets fall back to a plain seeded split
         ok = counts is not None and counts.min() >= 2 and min(n_val, n - n_val) >= len(counts)
         tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=strat if ok else None)
     if len(tr) == 0 or len(va) == 0:
-        raise DataError(f"split of {n} images at val_fraction {val_fraction} leaves one side empty; add data or change data.val_fraction")
+        side = "train" if len(tr) == 0 else "val"
+        n_groups = len(set(groups.tolist())) if groups is not None else None
+        raise DataError(_empty_side(n, val_fraction, side, f"{len(tr)} train / {len(va)} val"
+                                    + (f", {n_groups} groups kept whole" if n_groups else ""), n_groups))
     return np.sort(tr), np.sort(va)
+
+
+def _empty_side(n: int, val_fraction: float, side: str, got: str, units: int | None = None) -> str:
+    units = units or n  # grouped: whole groups move, so the fraction's grain is one group
+    return (f"data.val_fraction = {val_fraction} on {n} images leaves the {side} side empty ({got}); "
+            f"use a val_fraction between {1 / units:.2g} and {(units - 1) / units:.2g} (0.2 is usual), or add images")
 
 
 def _strata(targets: np.ndarray, multilabel: bool) -> np.ndarray | None:
