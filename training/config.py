@@ -30,6 +30,15 @@ class _DataBase(_Strict):
     weighted_sampler: bool = False
     cache_dir: Path | None = Field(None, description="decoded-image cache; default ~/.cache/imgsearch")
     num_workers: int = Field(0, ge=0, description="processes for CPU-side augmentation")
+    folds: int | None = Field(None, ge=2, le=100, description="k-fold: validate on fold `fold` of this many "
+                              "(stratified, grouped where groups exist) instead of a val_fraction split")
+    fold: int = Field(0, ge=0, description="with folds: the fold held out for validation, 0..folds-1")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "_DataBase":
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold = {self.fold} is not below folds = {self.folds}; use 0..{self.folds - 1}")
+        return self
 
 
 class DigitsData(_DataBase):
@@ -165,6 +174,8 @@ class LoopConfig(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="multi-label decision threshold")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    full_data_epochs: int | None = Field(None, ge=1, le=10_000, description="epochs of a full-data retrain "
+                                         "(search train --full-data); an export sets it to the trial's best epoch")
 
     @field_validator("batch_size")
     @classmethod
