@@ -41,7 +41,7 @@ def step_rows(name: str, root: Path, steps: int) -> dict[str, float]:
     cfg = T._cfg(name, SIZE, root, BATCH)
     rt = resolve_runtime(cfg.train)
     samples = load_samples(cfg.data)
-    images = decode_cached(samples, SIZE).images
+    images = decode_cached(samples, cfg.data).images
 
     def loader(spec):
         return T._ours(cfg, rt, images, samples, spec)

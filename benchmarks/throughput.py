@@ -166,7 +166,7 @@ def profile_ours(name: str, size: int, root: Path, batch: int, path: Path, steps
     rt = resolve_runtime(cfg.train)
     samples = load_samples(cfg.data)
     model, opt = _model(cfg, rt)
-    it = _forever(_ours(cfg, rt, decode_cached(samples, size).images, samples))
+    it = _forever(_ours(cfg, rt, decode_cached(samples, cfg.data).images, samples))
     for _ in range(5):
         _step(model, opt, rt, *next(it))
     _sync(rt)
@@ -197,7 +197,7 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     # ours: decode once, then batches from the cache, augmented on the device
     samples = load_samples(cfg.data)
     t0 = time.perf_counter()
-    dec = decode_cached(samples, size)
+    dec = decode_cached(samples, cfg.data)
     out["cache_seconds"] = time.perf_counter() - t0
     out["cache_built"] = dec.built
     assert tensor_plan(PIPELINE) is not None
@@ -233,7 +233,7 @@ def child(args) -> None:
     cfg = _cfg(args.child, args.size, Path(args.root), args.batch)
     rt = resolve_runtime(cfg.train)
     samples = load_samples(cfg.data)
-    loader = _ours(cfg, rt, decode_cached(samples, args.size).images, samples)
+    loader = _ours(cfg, rt, decode_cached(samples, cfg.data).images, samples)
     m, opt = _model(cfg, rt)
     _train_steps(m, opt, rt, _forever(loader), 10, 5)  # warm up (cudnn autotune)
     print("READY", flush=True)

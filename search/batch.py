@@ -40,7 +40,8 @@ def batch_ceiling(study: optuna.Study, cfg: RunConfig) -> int | None:
     rt = resolve_runtime(cfg.train)
     if rt.device.type != "cuda":
         return None
-    key = (f"batch_ceiling:{torch.cuda.get_device_name(rt.device)}:{cfg.model.name}:{cfg.data.image_size}:"
+    h, w = cfg.data.hw
+    key = (f"batch_ceiling:{torch.cuda.get_device_name(rt.device)}:{cfg.model.name}:{h}x{w}:"
            f"{rt.dtype}:{rt.channels_last}:x{gpu_share()}")
     props = torch.cuda.get_device_properties(rt.device)
     gpu = str(getattr(props, "uuid", "")) or f"{props.name}-{os.environ.get('CUDA_VISIBLE_DEVICES', '')}"

@@ -11,15 +11,20 @@ heartbeat check and re-enqueued with its parameters by Optuna's RetryFailedTrial
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import tempfile
+import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
+import sqlalchemy.pool
 from optuna.trial import TrialState
 
-from .locks import advisory_lock, file_lock
+from .locks import advisory_lock, file_lock, file_lock_if_possible
 
-__all__ = ["budget_lock", "top_up", "claim", "counts", "LIVE"]
+__all__ = ["budget_lock", "top_up", "claim", "claim_waiting", "counts", "LIVE"]
 
 LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -31,10 +36,22 @@ def budget_lock(storage: optuna.storages.RDBStorage, url: str, study_name: str):
             yield
     elif url.startswith("postgresql"):
         key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as conn, advisory_lock(conn, key):
+        # Workers on this machine queue on a local file first, holding no connection while they wait: 64
+        # workers that finish together would otherwise hold 64 more connections, each blocked in
+        # pg_advisory_lock. Only the one holding the local lock opens a short-lived second connection (never
+        # the storage's pooled one, which the heartbeat thread shares) for the advisory lock across machines.
+        tag = hashlib.sha1(f"{url}|{study_name}".encode()).hexdigest()[:16]
+        local = Path(tempfile.gettempdir()) / f"imgsearch-study-{tag}.lock"
+        with file_lock_if_possible(local), _lock_engine(url).connect() as conn, advisory_lock(conn, key):
             yield
     else:
         yield  # other databases: Optuna's row locks still make claims unique; top-ups may overshoot
+
+
+@functools.cache
+def _lock_engine(url: str) -> sqlalchemy.engine.Engine:
+    """No pool: the lock's connection exists only while the lock is held."""
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -46,12 +63,13 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 def top_up(study: optuna.Study, n_trials: int, first_params: dict | None = None) -> int:
     """Enqueue tokens until live trials == n_trials; the very first may carry fixed params (the defaults).
-    Call it under :func:`budget_lock`."""
-    trials = study.get_trials(deepcopy=False)
-    live = sum(t.state in LIVE for t in trials)
+    Call it under :func:`budget_lock`. Counts through the study's cache of finished trials: after a worker's
+    first read, only unfinished and new trials are read again."""
+    live = len(study.get_trials(deepcopy=False, states=LIVE))
     need = max(n_trials - live, 0)
+    fresh = bool(first_params and need) and not study.get_trials(deepcopy=False)
     for i in range(need):
-        params = first_params if (first_params and not trials and i == 0) else {}
+        params = first_params if (fresh and i == 0) else {}
         study.enqueue_trial(params, user_attrs={"defaults": True} if params else None)
     return need
 
@@ -59,11 +77,28 @@ def top_up(study: optuna.Study, n_trials: int, first_params: dict | None = None)
 def claim(study: optuna.Study) -> optuna.Trial | None:
     """Move one WAITING trial to RUNNING for this worker, or None when there is none left. Call it under
     :func:`budget_lock`: on SQLite the storage's SELECT ... FOR UPDATE is no lock, and two workers could both
-    move the same WAITING trial to RUNNING (seen: trial 0 trained twice by the two demo workers)."""
-    # Study._pop_waiting_trial_id does exactly this claim (atomic via storage.set_trial_state_values);
-    # Study.ask() would create a new trial when none is waiting, which overshoots the budget.
-    study._thread_local.cached_all_trials = None  # what ask() does: samplers must see the latest trials
-    trial_id = study._pop_waiting_trial_id()
-    if trial_id is None:
+    move the same WAITING trial to RUNNING (seen: trial 0 trained twice by the two demo workers). ``ask()``
+    takes the oldest WAITING trial when there is one; without one it would create a trial and overshoot the
+    budget, so it is only called when one waits."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         return None
-    return optuna.Trial(study, trial_id)
+    with warnings.catch_warnings():  # our lease beats the heart, as Study.optimize would (search/heartbeat.py)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        return study.ask()
+
+
+def claim_waiting(study: optuna.Study, storage) -> tuple[optuna.Trial, int] | None:
+    """:func:`claim`, with the trial's heartbeat recorded before the claim: Optuna never counts a RUNNING trial
+    without any heartbeat as stale, so a worker killed right after its claim must still leave one that goes
+    stale. Returns the trial and its storage id."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not waiting:
+        return None
+    study_id = storage.get_study_id_from_name(study.study_name)
+    if storage.get_heartbeat_interval():
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, waiting[0].number))
+    trial = claim(study)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    if trial.number != waiting[0].number and storage.get_heartbeat_interval():
+        storage.record_heartbeat(trial_id)  # not the oldest after all: still beat before anyone can look
+    return trial, trial_id

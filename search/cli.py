@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -81,31 +82,52 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
 @app.command()
 def train(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
           output: Path = typer.Option(Path("runs/train"), "--output"),
+          full_data: bool = typer.Option(False, "--full-data", help="train on every image (train + val) for "
+                                         "train.full_data_epochs epochs (an export's best epoch); no validation"),
+          seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds: one run each, under "
+                                              "OUTPUT/seed-N, then each macro-F1 and the mean +- std"),
           as_json: bool = typer.Option(False, "--json", help="print the result as one JSON line last")) -> None:
-    """Train one configuration."""
+    """Train one configuration (or one per seed)."""
     from training import fit
-    from training.config import load_config, read_yaml
 
-    from .study_config import is_study_file, load_study
+    from .runs import parse_seeds, print_runs, progress_printer, read_run_config
 
-    if is_study_file(read_yaml(config)):
-        sc = load_study(str(config))
-        cfg = sc.config_for(sc.default_params(), str(config))
-    else:
-        cfg = load_config(config)
+    cfg = read_run_config(config)
+    progress = progress_printer(cfg.train.full_data_epochs or cfg.train.epochs if full_data else cfg.train.epochs,
+                                as_json)
+    if seeds is None:
+        r = fit(cfg, output, progress, full_data=full_data)
+        r.pop("history")
+        if as_json:
+            print(json.dumps(r))
+        elif r["macro_f1"] is None:
+            print(f"trained {r['epochs_run']} epochs on all {r['n_train']} images; no validation (full-data "
+                  f"retrain: no image was held out); weights in {r['output_dir']}/best.pt")
+        else:
+            print(f"macro_f1 {r['macro_f1']:.4f} (epoch {r['best_epoch']}/{r['epochs_run']}), accuracy "
+                  f"{r['accuracy']:.4f}; outputs in {r['output_dir']}")
+        return
+    runs = {}
+    for seed in parse_seeds(seeds):
+        run_cfg = cfg.model_copy(update={"seed": seed})  # same split (data.split_seed), new init and augmentation
+        runs[seed] = fit(run_cfg, output / f"seed-{seed}", progress, full_data=full_data)
+    print_runs(runs, "seed", as_json)
 
-    def progress(epoch: int, m: dict) -> None:
-        print(f"epoch {epoch}/{cfg.train.epochs} macro_f1={m['macro_f1']:.4f} acc={m['accuracy']:.4f} "
-              f"train_loss={m['train_loss']:.4f} val_loss={m['val_loss']:.4f}", file=sys.stderr if as_json else sys.stdout,
-              flush=True)
 
-    r = fit(cfg, output, progress)
-    r.pop("history")
-    if as_json:
-        print(json.dumps(r))
-    else:
-        print(f"macro_f1 {r['macro_f1']:.4f} (epoch {r['best_epoch']}/{r['epochs_run']}), accuracy {r['accuracy']:.4f}; "
-              f"outputs in {r['output_dir']}")
+@app.command()
+def cv(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
+       folds: int = typer.Option(..., "--folds", help="k: stratified folds, grouped by person (mask) or "
+                                 "data.group_column (csv)"),
+       output: Path = typer.Option(Path("runs/cv"), "--output"),
+       as_json: bool = typer.Option(False, "--json", help="the last line is {\"folds\": [...], \"mean\", \"std\"}")) -> None:
+    """Cross-validate one configuration: one normal run per fold, under OUTPUT/fold-i."""
+    from training.cv import cross_validate
+
+    from .runs import print_runs, progress_printer, read_run_config
+
+    cfg = read_run_config(config)
+    results = cross_validate(cfg, output, folds, epoch_callback=progress_printer(cfg.train.epochs, as_json))
+    print_runs(dict(enumerate(results)), "fold", as_json)
 
 
 def _open(study: str, storage: Optional[str]):
@@ -164,6 +186,55 @@ def best(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
     print(f"best: trial {t.number} macro_f1 {t.value:.4f} {t.params}")
     if export:
         print(f"wrote {export}; retrain with: search train --config {export}")
+
+
+class Vote(str, Enum):
+    soft = "soft"
+    hard = "hard"
+
+
+class Tta(str, Enum):
+    hflip = "hflip"
+
+
+ImagesOpt = typer.Option(..., "--images", help="a folder (every image under it), a CSV with a 'path' column or a "
+                         "text list of paths, or the mask eval layout (info.csv beside images/)")
+OutOpt = typer.Option(..., "--out", help="the CSV to write: one row per image, in input order")
+VoteOpt = typer.Option(Vote.soft, "--vote", help="soft: mean probabilities; hard: majority of the runs' classes, "
+                       "a tie to the highest mean probability")
+TtaOpt = typer.Option(None, "--tta", help="hflip: average each image's probabilities with its mirror image's")
+
+
+def _predicted(n_images: int, source: str, options: dict, out: Path) -> None:
+    extra = "".join(f", {k} {v}" for k, v in options.items() if v)
+    print(f"wrote {out}: {n_images} image{'s' if n_images != 1 else ''}, {source}{extra}")
+
+
+@app.command()
+def predict(run: list[Path] = typer.Option(..., "--run", help="a run folder (config.yaml, best.pt); repeat it to "
+                                           "vote over several runs"),
+            images: Path = ImagesOpt, out: Path = OutOpt, tta: Optional[Tta] = TtaOpt, vote: Vote = VoteOpt,
+            probabilities: bool = typer.Option(False, "--probabilities", help="one column per class: the (mean) "
+                                               "probabilities instead of the class")) -> None:
+    """Predict images with one or more finished runs (their best.pt) and write a CSV."""
+    from training.inference import predict as predict_images
+
+    r = predict_images(run, images, out, tta=tta.value if tta else None, how=vote.value, probabilities=probabilities)
+    _predicted(len(r.inputs), f"{len(run)} run{'s' if len(run) != 1 else ''}",
+               {"vote": vote.value if len(run) > 1 else None, "tta": tta.value if tta else None}, out)
+
+
+@app.command()
+def ensemble(study: str = StudyOpt, top_k: int = typer.Option(..., "--top-k", help="the K best completed trials"),
+             images: Path = ImagesOpt, out: Path = OutOpt, vote: Vote = VoteOpt, tta: Optional[Tta] = TtaOpt,
+             storage: Optional[str] = StorageOpt) -> None:
+    """Predict images with the best checkpoints of a study's top-k completed trials, voted."""
+    from .ensemble import ensemble as ensemble_images
+
+    trials, r = ensemble_images(_open(study, storage), top_k, images, out, how=vote.value,
+                                tta=tta.value if tta else None)
+    _predicted(len(r.inputs), f"trials {', '.join(map(str, trials))}",
+               {"vote": vote.value, "tta": tta.value if tta else None}, out)
 
 
 @app.command()

@@ -35,8 +35,11 @@ def export_best(study: optuna.Study, path: Path) -> optuna.trial.FrozenTrial:
     cfg = t.user_attrs.get("config")
     if not cfg:
         raise SearchError(f"trial {t.number} of '{study.study_name}' holds no config; it was not run by this tool")
+    best_epoch = t.user_attrs.get("best_epoch")
+    if best_epoch:  # `search train --full-data` trains this many epochs on every image
+        cfg = {**cfg, "train": {**cfg["train"], "full_data_epochs": int(best_epoch)}}
     header = (f"# study '{study.study_name}', trial {t.number}: macro_f1 {t.value:.6f} at epoch "
-              f"{t.user_attrs.get('best_epoch')}\n# retrain: search train --config {path.name}\n"
+              f"{best_epoch}\n# retrain: search train --config {path.name}   (on all the data: --full-data)\n"
               f"# searched: {', '.join(f'{k}={v}' for k, v in t.params.items())}\n")
     path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     return t

@@ -67,8 +67,12 @@ def open_storage(url: str, heartbeat_seconds: int | None = None, max_retries: in
         # parallel workers on one file: wait on a lock instead of failing with "database is locked"
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
-        # at most 3 connections per worker: 32 workers stay under Postgres' default max_connections (100)
-        engine_kwargs.update(pool_size=2, max_overflow=1, pool_recycle=600, pool_timeout=120,
+        # one pooled connection per worker, shared by its main and heartbeat threads (each holds it for one short
+        # transaction). The overflow of one is closed as soon as it is returned: Optuna's own set-up nests two
+        # sessions, and a heartbeat that coincides with a report opens it for that moment. The study lock opens
+        # its own connection only while held (budget.budget_lock). So 64 workers stay under Postgres' default
+        # max_connections (100); beyond that, see the README (pgbouncer)
+        engine_kwargs.update(pool_size=1, max_overflow=1, pool_recycle=600, pool_timeout=120,
                              connect_args={"connect_timeout": 10})
     kwargs: dict = {}
     if heartbeat_seconds:

@@ -29,9 +29,15 @@ class SamplerConfig(_Strict):
 
 
 class PrunerConfig(_Strict):
-    name: Literal["median", "none"] = "median"
-    n_startup_trials: int = Field(5, ge=0, description="trials that finish before pruning starts")
-    n_warmup_steps: int = Field(1, ge=0, description="epochs of each trial that are never pruned")
+    name: Literal["median", "wilcoxon", "none"] = "median"
+    n_startup_trials: int = Field(5, ge=0, description="median: trials that finish before pruning starts")
+    n_warmup_steps: int = Field(1, ge=0, description="epochs (folds, with cv) of each trial that are never pruned")
+    p_threshold: float = Field(0.1, gt=0.0, lt=1.0, description="wilcoxon: prune when the fold scores are "
+                               "worse than the best trial's at this significance")
+
+
+class CvConfig(_Strict):
+    folds: int = Field(ge=2, le=20, description="each trial trains one run per fold; its value is their mean")
 
 
 class WandbConfig(_Strict):
@@ -59,6 +65,7 @@ class StudyFile(_Strict):
     search_space: dict[str, Param] = Field(default_factory=dict)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    cv: CvConfig | None = None
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     reliability: Reliability = Field(default_factory=Reliability)
 
@@ -131,6 +138,9 @@ def load_study(name_or_path: str) -> StudyConfig:
         base = dump_config(parse_config(spec.training, str(path), prefix=("training",)))
     except ConfigError as e:
         raise StudyConfigError(str(e)) from None
+    if spec.pruner.name == "wilcoxon" and spec.cv is None:
+        raise StudyConfigError(f"{path}: pruner.name = 'wilcoxon' compares fold scores, but the study has no cv; "
+                               "add `cv: {folds: 5}` or use pruner.name: median")
     study = StudyConfig(spec, base, path)
     _check_space(study)
     return study

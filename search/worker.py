@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from .batch import apply_gpu_share
-from .budget import budget_lock, claim, counts, top_up
+from .budget import counts
 from .errors import BudgetError, StorageError
-from .objective import TrialContext, WorkerStopped, run_trial
+from .lease import claim
+from .objective import TrialContext, WorkerStopped, run_trial, trial_hooks
 from .resilience import with_store_retry
 from .storage import open_storage, redact
 from .study_config import StudyConfig
@@ -45,13 +45,17 @@ def _pruner(sc: StudyConfig) -> optuna.pruners.BasePruner:
     p = sc.spec.pruner
     if p.name == "none":
         return optuna.pruners.NopPruner()
+    if p.name == "wilcoxon":  # steps are folds here: it pairs each fold with the best trial's same fold
+        return optuna.pruners.WilcoxonPruner(p_threshold=p.p_threshold,
+                                             n_startup_steps=optuna_warmup_steps(p.n_warmup_steps))
     return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
                                        n_warmup_steps=optuna_warmup_steps(p.n_warmup_steps))
 
 
 def optuna_warmup_steps(warmup_epochs: int) -> int:
-    """Epochs are reported as steps 1, 2, 3, ...; Optuna's pruners prune from step == n_warmup_steps on (they
-    count from step 0). So "epochs 1..n are never pruned" is n_warmup_steps = n + 1 in Optuna's terms."""
+    """Epochs (folds, with cv) are reported as steps 1, 2, 3, ...; Optuna's pruners prune from step ==
+    n_warmup_steps on (they count from step 0), and WilcoxonPruner once it holds n_startup_steps values. So
+    "epochs 1..n are never pruned" is n + 1 in Optuna's terms, for both."""
     return warmup_epochs + 1
 
 
@@ -132,50 +136,19 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
     deadline = time.monotonic() + timeout if timeout else None
     ran = 0
     while not (deadline and time.monotonic() > deadline):
-        state, trial = with_store_retry(lambda: _survey_and_claim(study, budget, max_failures, storage, url, first),
-                                        "claim a trial")
-        if state.done >= budget:
+        survey, lease = with_store_retry(lambda: claim(study, storage, budget, max_failures, first, trial_hooks(ctx)),
+                                         "claim a trial")
+        if survey.done >= budget:
             break
-        if len(state.failed) >= max_failures:
-            raise BudgetError(f"study '{sc.name}': {len(state.failed)} trials failed (limit reliability.max_failures="
-                              f"{max_failures}); last reason: {state.failed[-1].user_attrs['fail_reason']}")
-        if state.best is not None:  # the study's best at every claim (other workers finish trials too)
-            ctx.best = state.best
-        if trial is None:  # all tokens taken by running trials; wait in case one of them dies
+        if len(survey.failed) >= max_failures:
+            raise BudgetError(f"study '{sc.name}': {len(survey.failed)} trials failed (limit reliability.max_failures="
+                              f"{max_failures}); last reason: {survey.failed[-1].user_attrs['fail_reason']}")
+        if survey.best is not None:  # the study's best at every claim (other workers finish trials too)
+            ctx.best = survey.best
+        if lease is None:  # all tokens taken by running trials; wait in case one of them dies
             time.sleep(min(rel.heartbeat_seconds, 2.0))
             continue
-        run_trial(trial, ctx)
+        run_trial(lease, ctx)
         ran += 1
     c = with_store_retry(lambda: counts(study), "read the study")
     return WorkerResult(ran, c["complete"] + c["pruned"], budget)
-
-
-@dataclass
-class _Survey:
-    done: int
-    failed: list
-    best: float | None
-
-
-def _survey_and_claim(study: optuna.Study, budget: int, max_failures: int, storage, url: str,
-                      first: dict | None) -> tuple[_Survey, optuna.Trial | None]:
-    """Under the study lock: fail dead workers' trials (re-queued with their params), count, top up, claim."""
-    with budget_lock(storage, url, study.study_name):
-        optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}  # re-queued: not lost
-        state = _Survey(
-            done=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
-            failed=[t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")
-                    and t.number not in retried],
-            best=max((t.value for t in trials if t.state == TrialState.COMPLETE), default=None))
-        if state.done >= budget or len(state.failed) >= max_failures:
-            return state, None
-        top_up(study, budget, first)
-        if storage.get_heartbeat_interval():
-            # Optuna never counts a RUNNING trial without any heartbeat as stale, so the trial we are about to
-            # claim gets one first: a worker killed right after its claim still leaves a trial that goes stale
-            nxt = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if nxt:
-                storage.record_heartbeat(nxt[0]._trial_id)
-        return state, claim(study)

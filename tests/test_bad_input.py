@@ -11,7 +11,9 @@ warnings as a fresh process has them; process-global state put back after each c
 from __future__ import annotations
 
 import copy
+import functools
 import io
+import json
 import os
 import re
 import shutil
@@ -90,9 +92,11 @@ class Case:
     id: str
     args: tuple[str, ...]                  # after `search`
     expect: tuple[str, ...]                # substrings of the one error line: the problem and the fix
-    files: dict = field(default_factory=dict)  # relative path -> str | bytes; a path ending in "/" is a folder
+    files: dict = field(default_factory=dict)  # relative path -> str | bytes (or a function that makes them);
+                                               # a path ending in "/" is a folder
     store: bool = False                    # start from a copy of the template store (studies.db) and check it
     forbid: tuple[str, ...] = ()           # must appear nowhere in stdout/stderr
+    absent: tuple[str, ...] = ()           # outputs that must not exist afterwards: nothing written half-way
 
 
 TRAIN_ARGS = ("train", "--config", "cfg.yaml", "--output", "out")
@@ -110,6 +114,33 @@ def scase(id: str, study: str, *expect: str) -> Case:
 
 def folder(**classes: list[bytes]) -> dict:
     return {f"photos/{c}/{i}.png": b for c, imgs in classes.items() for i, b in enumerate(imgs)}
+
+
+@functools.cache
+def _checkpoint(n_classes: int) -> bytes:
+    """best.pt of an untrained test_resnet (made on first use: it needs torch)."""
+    import torch
+
+    from training.config import ModelConfig
+    from training.models import build_model
+
+    buf = io.BytesIO()
+    torch.save(build_model(ModelConfig(name="test_resnet"), n_classes).state_dict(), buf)
+    return buf.getvalue()
+
+
+def run_folder(name: str = "run", classes: tuple[str, ...] = tuple("0123456789"), without: str = "") -> dict:
+    """A finished run's folder as `search train` leaves it (config.yaml, best.pt, metrics.json), less ``without``."""
+    files = {"config.yaml": train_yaml(), "best.pt": lambda: _checkpoint(len(classes)),
+             "metrics.json": json.dumps({"classes": list(classes), "multilabel": False})}
+    return {f"{name}/{k}": v for k, v in files.items() if k != without}
+
+
+def pcase(id: str, args: tuple[str, ...], *expect: str, run: dict | None = None, files: dict | None = None) -> Case:
+    """`search predict ARGS --out pred.csv` beside a run folder ('run') and two test images ('test/'); the failed
+    command must leave no pred.csv."""
+    base = {**(run_folder() if run is None else run), "test/a.png": RED, "test/b.png": BLUE}
+    return Case(id, ("predict", *args, "--out", "pred.csv"), expect, {**base, **(files or {})}, absent=("pred.csv",))
 
 
 CASES = [
@@ -148,6 +179,10 @@ CASES = [
           "train.batch_size = 0", "between 1 and"),
     tcase("train-dropout-negative", train_yaml(model={"dropout": -0.1}),
           "model.dropout = -0.1", "greater than or equal to 0"),
+    tcase("train-image_size-three-sides", train_yaml(data={**TRAIN["data"], "image_size": [320, 256, 3]}),
+          "data.image_size = [320, 256, 3]", "S or [H, W]", "from 8 to 4096"),
+    tcase("train-center_crop-one-number", train_yaml(data={**TRAIN["data"], "center_crop": 450}),
+          "data.center_crop = 450", "must be [H, W]", "e.g. [450, 360]"),
     tcase("train-age_bins-out-of-order", train_yaml(data=data(source="mask", root="images", age_bins=[60, 30])),
           "data.age_bins", "[60, 30]", "0 < first < second"),
     tcase("train-milestones-decreasing", train_yaml(scheduler={"name": "multistep", "milestones": [20, 10]}),
@@ -160,6 +195,12 @@ CASES = [
           "model.pretrained", "weights/resnet.pth", "does not exist", "true/false"),
     tcase("train-loss-bce-on-single-label", train_yaml(loss={"name": "bce"}),
           "loss.name = 'bce'", "single-label", "use ce or focal"),
+    tcase("train-factorized-head-not-mask", train_yaml(model={"head": "factorized"}),
+          "model.head = 'factorized' needs data.source: mask", "data.source = 'digits'", "use model.head: single"),
+    tcase("train-factorized-head-18-class-weights",
+          train_yaml(data=data(source="mask", root="images"), model={"head": "factorized"},
+                     loss={"class_weights": [1.0] * 18}),
+          "loss.class_weights has 18 values", "model.head: factorized", "give 8 (mask 3, gender 2, age 3"),
     # -------- unknown registry names
     tcase("train-unknown-model", train_yaml(model={"name": "resnet999"}),
           "model.name", "unknown timm model 'resnet999'", "timm.list_models"),
@@ -192,6 +233,12 @@ CASES = [
     tcase("data-image-zero-bytes", train_yaml(data=data(source="imagefolder", root="photos", on_bad_image="fail")),
           "photos/cat/empty.png", "0 bytes", "data.on_bad_image: skip",
           files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE, BLUE]), "photos/cat/empty.png": b""}),
+    # a readable image smaller than the crop fails whatever data.on_bad_image says (skip is for unreadable files)
+    tcase("data-center-crop-larger-than-image",
+          train_yaml(data=data(source="imagefolder", root="photos", center_crop=[12, 6], on_bad_image="skip")),
+          "photos/cat/0.png", "image is 8x8 (HxW)", "smaller than data.center_crop = [12, 6]", "6 of 6 images",
+          "at most [8, 8]", "data.on_bad_image: skip does not drop them",
+          files=folder(cat=[RED, RED, RED], dog=[BLUE, BLUE, BLUE])),
     tcase("data-csv-missing-column", train_yaml(data=data(source="csv", file="labels.csv", label_columns=["label"])),
           "labels.csv", "missing column(s) path", "file, label", "data.image_column",
           files={"labels.csv": "file,label\na.png,cat\nb.png,dog\n", "a.png": RED, "b.png": BLUE}),
@@ -204,6 +251,19 @@ CASES = [
           train_yaml(data=data(source="csv", file="labels.csv", label_columns=["cat", "dog"]), loss={"name": "bce"}),
           "labels.csv", "row 3", "column 'dog' = '2'", "0 or 1",
           files={"labels.csv": "path,cat,dog\na.png,1,0\nb.png,0,2\n", "a.png": RED, "b.png": BLUE}),
+    Case("cv-one-fold", ("cv", "--config", "cfg.yaml", "--folds", "1", "--output", "out"),
+         ("--folds 1", "at least 2 folds"), {"cfg.yaml": train_yaml()}),
+    Case("cv-more-folds-than-groups", ("cv", "--config", "cfg.yaml", "--folds", "3", "--output", "out"),
+         ("data.folds = 3", "only 2 groups", "use at most 2 folds"),
+         {"cfg.yaml": train_yaml(data=data(source="csv", file="labels.csv", label_columns=["label"],
+                                           group_column="who")),
+          "labels.csv": "path,label,who\n" + "".join(f"{i}.png,{'cat' if i % 2 else 'dog'},{'ann' if i < 4 else 'bob'}\n"
+                                                     for i in range(8)),
+          **{f"{i}.png": RED if i % 2 else BLUE for i in range(8)}}),
+    Case("train-seeds-not-integers", TRAIN_ARGS + ("--seeds", "0,one"), ("--seeds '0,one'", "e.g. 0,1,2"),
+         {"cfg.yaml": train_yaml()}),
+    scase("study-wilcoxon-without-cv", study_yaml(pruner={"name": "wilcoxon"}),
+          "pruner.name = 'wilcoxon'", "add `cv: {folds: 5}`"),
     tcase("data-mask-folder-bad-name", train_yaml(data=data(source="mask", root="images")),
           "folder 'person1'", "<id>_<male|female>_<race>_<age>", "rename or move it",
           files={"images/000001_female_Asian_45/mask1.png": RED, "images/person1/mask1.png": RED}),
@@ -245,11 +305,44 @@ CASES = [
     scase("space-choice-unknown-scheduler", study_yaml({"scheduler.name": {"choices": ["cosine", "stepp"]}},
                                                       training={"scheduler": {"name": "cosine"}}),
           "search_space.scheduler.name", "unknown scheduler 'stepp'", "did you mean 'step'"),
+    scase("space-choice-factorized-head-not-mask", study_yaml({"model.head": {"choices": ["single", "factorized"]}}),
+          "search_space.model.head value 'factorized'", "model.head = 'factorized' needs data.source: mask",
+          "data.source = 'digits'", "use model.head: single"),
     scase("space-when-unknown-path", study_yaml({"optimizer.momentum": {"low": 0.8, "high": 0.99,
                                                                          "when": {"optimizer.nmae": "sgd"}}}),
           "search_space.optimizer.momentum.when", "'optimizer.nmae'", "did you mean 'optimizer.name'"),
     Case("study-unknown-name", ("run", "--study", "dmeo", "--no-wandb"),
          ("no study 'dmeo'", "did you mean 'demo'", "pass a path")),
+    # -------- predict and ensemble: inputs are checked before any image is decoded; no CSV is left behind
+    pcase("predict-folder-without-images", ("--run", "run", "--images", "empty"),
+          "--images empty", "no images under this folder", "give a folder of images",
+          files={"empty/notes.txt": "not an image\n"}),
+    pcase("predict-image-unreadable", ("--run", "run", "--images", "test"),
+          "test/b.png", "cannot read image", "a prediction needs every image", "replace or remove the file",
+          files={"test/b.png": b"\x89PNG\r\n\x1a\nnot really", "test/c.png": RED}),
+    pcase("predict-info-csv-without-ImageID", ("--run", "run", "--images", "eval"),
+          "eval/info.csv", "no 'ImageID' column", "the header has id, ans", "columns ImageID,ans",
+          files={"eval/info.csv": "id,ans\na.png,\n", "eval/images/a.png": RED}),
+    pcase("predict-run-without-checkpoint", ("--run", "run", "--images", "test"),
+          "run folder 'run' has no checkpoint best.pt", "let it train, or pass a finished run",
+          run=run_folder(without="best.pt")),
+    pcase("predict-run-without-config", ("--run", "run", "--images", "test"),
+          "run folder 'run' has no config.yaml", "pass a run folder that `search train` or a trial wrote",
+          run=run_folder(without="config.yaml")),
+    pcase("predict-runs-with-different-classes", ("--run", "a", "--run", "b", "--images", "test"),
+          "runs to vote over have different class lists", "'a' has 10 classes", "'b' has 3 classes (cat, dog, bird)",
+          "vote only over runs trained on the same classes",
+          run={**run_folder("a"), **run_folder("b", ("cat", "dog", "bird"))}),
+    pcase("predict-probabilities-with-hard-vote", ("--run", "run", "--images", "test", "--vote", "hard",
+                                                   "--probabilities"),
+          "--probabilities with --vote hard", "use --vote soft"),
+    Case("predict-out-folder-missing", ("predict", "--run", "run", "--images", "test", "--out", "nofolder/pred.csv"),
+         ("--out nofolder/pred.csv", "folder 'nofolder' does not exist", "create it"),
+         {**run_folder(), "test/a.png": RED}, absent=("nofolder",)),
+    Case("store-ensemble-top-k-above-completed", ("ensemble", "--study", "tiny", "--top-k", "3", "--storage", DB,
+                                                  "--images", "test", "--out", "pred.csv"),
+         ("--top-k 3 but study 'tiny' has 1 completed trial", "use --top-k 1 or less"),
+         {"test/a.png": RED}, store=True, absent=("pred.csv",)),
     # -------- command line
     Case("cli-missing-study-option", ("run", "--no-wandb"), ("Missing option '--study'", "search run --help")),
     Case("cli-unknown-command", ("trian", "--config", "cfg.yaml"), ("No such command 'trian'", "Did you mean 'train'")),
@@ -360,6 +453,7 @@ class Outcome:
     after: dict | None = None
     db_created: bool = False
     inputs_changed: list[str] = field(default_factory=list)
+    outputs_left: list[str] = field(default_factory=list)
 
 
 def _write_files(cwd: Path, files: dict) -> None:
@@ -369,6 +463,7 @@ def _write_files(cwd: Path, files: dict) -> None:
             p.mkdir(parents=True, exist_ok=True)
             continue
         p.parent.mkdir(parents=True, exist_ok=True)
+        content = content() if callable(content) else content  # made when the case runs (e.g. a checkpoint)
         p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
 
 
@@ -388,6 +483,7 @@ def _run_case(case: Case, cwd: Path, template: Future | None, run) -> Outcome:
         out.after = _snapshot(cwd / "studies.db")
     out.db_created = not had_db and (cwd / "studies.db").exists()
     out.inputs_changed = [rel for rel, b in inputs.items() if not (cwd / rel).is_file() or (cwd / rel).read_bytes() != b]
+    out.outputs_left = [rel for rel in case.absent if (cwd / rel).exists()]
     return out
 
 
@@ -449,6 +545,7 @@ def check(case: Case, r: Outcome, how: str) -> None:
     leaked = [s for s in case.forbid if s in r.stdout + r.stderr]
     assert not leaked, f"output leaks {leaked}\n{shown}"
     assert not r.inputs_changed, f"the command changed its input files {r.inputs_changed}\n{shown}"
+    assert not r.outputs_left, f"a failed command wrote {r.outputs_left}\n{shown}"
     if case.store:
         assert r.after == r.before, f"the store changed:\n before {r.before}\n after  {r.after}\n{shown}"
         assert len(r.after["trials"]) == 2 and len(r.after["values"]) == 1

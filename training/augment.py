@@ -19,7 +19,8 @@ from .augment_ops import TENSOR_OPS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["parse_pipeline", "build_compose", "tensor_plan", "pipeline_normalization", "TENSOR_OPS"]
+__all__ = ["parse_pipeline", "build_compose", "tensor_plan", "pipeline_normalization", "eval_normalization",
+           "TENSOR_OPS"]
 
 
 def _with_p(t: Any) -> Any:
@@ -88,6 +89,14 @@ def pipeline_normalization(spec: Any) -> tuple[tuple[float, ...], tuple[float, .
     if spec is None:
         return None
     return _normalization(A.to_dict(build_compose(spec))["transform"]["transforms"])
+
+
+def eval_normalization(augment) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for images of the eval path (``augment``: an AugmentConfig): validation and prediction alike.
+    An eval pipeline with a Normalize of its own applies it (the loader then skips this); without one, eval
+    images are normalized as training was: by the train pipeline's Normalize when it has one (e.g.
+    mean = std = 0.5), else by augment.mean/std."""
+    return pipeline_normalization(augment.train) or (augment.mean, augment.std)
 
 
 def _normalization(transforms: list[dict]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -49,7 +49,7 @@ def supports(name: str, args: dict) -> bool:
         if args.get("border_mode", 0) != 0 or _nonzero(args.get("fill", 0)):
             return False
         if name == "Affine" and (_nonzero(args.get("shear")) or _nonzero(args.get("translate_px"))
-                                 or args.get("fit_output") or args.get("keep_ratio")):
+                                 or args.get("fit_output") or args.get("balanced_scale")):
             return False
     if name == "CoarseDropout" and isinstance(args.get("fill", 0), str):
         return False
@@ -202,28 +202,46 @@ def _range(v, default: tuple[float, float]) -> tuple[float, float]:
     return (float(v[0]), float(v[1]))
 
 
+def _scale_range(v, axis: str) -> tuple[float, float]:
+    """Affine's ``scale`` for one axis: a number, a range, or {"x": ..., "y": ...} (as A.to_dict writes it)."""
+    if isinstance(v, dict):
+        v = v.get(axis, 1.0)
+    if v is None:
+        return (1.0, 1.0)
+    if isinstance(v, (int, float)):
+        return (float(v), float(v))
+    return (float(v[0]), float(v[1]))
+
+
 @TENSOR_OPS.register("Affine", "ShiftScaleRotate")
 def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
-    n = len(x)
+    n, _, h, w = x.shape
+    # albumentations draws the x and y scales independently (Affine's keep_ratio=False, always so for
+    # ShiftScaleRotate) from the same range unless keep_ratio ties them
     if "scale_limit" in a:  # ShiftScaleRotate: scale = 1 + U(scale_limit), shift as a fraction of the side
         s_lo, s_hi = _range(a.get("scale_limit"), (-0.1, 0.1))
-        scale = 1.0 + _u(n, s_lo, s_hi, x)
+        sx, sy = 1.0 + _u(n, s_lo, s_hi, x), 1.0 + _u(n, s_lo, s_hi, x)
         t = _range(a.get("shift_limit_x") or a.get("shift_limit"), (-0.0625, 0.0625))
         ty_r = _range(a.get("shift_limit_y") or a.get("shift_limit"), (-0.0625, 0.0625))
         rot = _range(a.get("rotate_limit"), (-45, 45))
     else:
-        s_lo, s_hi = _range(a.get("scale"), (1.0, 1.0)) if not isinstance(a.get("scale"), (int, float)) else (a["scale"], a["scale"])
-        scale = _u(n, s_lo, s_hi, x)
+        sx = _u(n, *_scale_range(a.get("scale"), "x"), x)
+        sy = sx if a.get("keep_ratio") else _u(n, *_scale_range(a.get("scale"), "y"), x)
         tp = a.get("translate_percent") or {"x": (0, 0), "y": (0, 0)}
         t = _range(tp.get("x") if isinstance(tp, dict) else tp, (0.0, 0.0))
         ty_r = _range(tp.get("y") if isinstance(tp, dict) else tp, (0.0, 0.0))
         rot = _range(a.get("rotate"), (0.0, 0.0))
-    tx, ty = _u(n, *t, x), _u(n, *ty_r, x)
+    # albumentations shifts by whole pixels, int(fraction x side) (truncated toward zero)
+    tx, ty = torch.trunc(_u(n, *t, x) * w) / w, torch.trunc(_u(n, *ty_r, x) * h) / h
     ang = _u(n, *rot, x) * (math.pi / 180)
     hit = _host_hit(n, a.get("p", 0.5))  # warp only the images the op hits: half the work at p=0.5
-    # output pixel -> input pixel (inverse map), in normalized [-1, 1] coordinates; shift is a fraction of the side
-    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack([torch.stack([cos, -sin, -2 * tx], 1), torch.stack([sin, cos, -2 * ty], 1)], 1)
+    # output pixel -> input pixel (the inverse map): in pixels about the centre, p_in = S^-1 R^-1 (p_out - t)
+    # with albumentations' R and S = diag(sx, sy); shift t is a fraction of each side (tx x W, ty x H). The
+    # grid's normalized [-1, 1] coordinates scale x by 2/W and y by 2/H, so on a non-square image the
+    # off-diagonal terms carry the aspect ratio (without it a rotation would also shear)
+    cos, sin, aspect = torch.cos(ang), torch.sin(ang), h / w
+    theta = torch.stack([torch.stack([cos / sx, -sin / sx * aspect, -2 * tx], 1),
+                         torch.stack([sin / sy / aspect, cos / sy, -2 * ty], 1)], 1)
     theta[:, :, 2] = torch.einsum("nij,nj->ni", theta[:, :, :2], theta[:, :, 2])
 
     def warp(sub: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:

@@ -35,8 +35,8 @@ def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int, *, heuristi
         fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
         model = model.to(memory_format=fmt).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-        s = cfg.data.image_size
-        x = torch.randn(batch, 3, s, s, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
+        h, w = cfg.data.hw
+        x = torch.randn(batch, 3, h, w, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
         for _ in range(2):  # the second step holds optimizer state too
             with rt.autocast():
                 loss = model(x).float().logsumexp(1).mean()
@@ -61,7 +61,7 @@ def probe_max_batch(cfg: RunConfig, rt: Runtime, num_outputs: int, start: int = 
     best, b = 0, start
     while b <= limit and _fits(cfg, rt, num_outputs, b):
         best, b = b, b * 2
-    log.info("batch ceiling for %s@%dpx: %d", cfg.model.name, cfg.data.image_size, best)
+    log.info("batch ceiling for %s@%dx%dpx: %d", cfg.model.name, *cfg.data.hw, best)
     return best
 
 

@@ -22,8 +22,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _sides(v: Any, lo: int, hi: int) -> tuple[int, int] | None:
+    """``v`` as (H, W) when it is a list of two integers in [lo, hi], else None."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        return None
+    if not all(isinstance(s, int) and not isinstance(s, bool) and lo <= s <= hi for s in v):
+        return None
+    return int(v[0]), int(v[1])
+
+
 class _DataBase(_Strict):
-    image_size: int = Field(224, ge=8, le=4096, description="images are resized to a square of this side")
+    image_size: int | tuple[int, int] = Field(224, description="the model's input in pixels: S (an S x S square) "
+                                              "or [H, W]; read it resolved as `hw`")
+    center_crop: tuple[int, int] | None = Field(None, description="[H, W] cut from the middle of each (upright) "
+                                                "image before the resize to image_size; none: the whole image")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 0
     on_bad_image: Literal["fail", "skip"] = "fail"
@@ -33,6 +45,31 @@ class _DataBase(_Strict):
     folds: int | None = Field(None, ge=2, le=100, description="k-fold: validate on fold `fold` of this many "
                               "(stratified, grouped where groups exist) instead of a val_fraction split")
     fold: int = Field(0, ge=0, description="with folds: the fold held out for validation, 0..folds-1")
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _image_size(cls, v: Any) -> int | tuple[int, int]:
+        if isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096:
+            return v
+        if (hw := _sides(v, 8, 4096)) is None:
+            raise ValueError("must be S or [H, W] in pixels, each side an integer from 8 to 4096 "
+                             "(e.g. 224 or [320, 256])")
+        return hw
+
+    @field_validator("center_crop", mode="before")
+    @classmethod
+    def _center_crop(cls, v: Any) -> tuple[int, int] | None:
+        if v is None:
+            return None
+        if (hw := _sides(v, 1, 65_535)) is None:
+            raise ValueError("must be [H, W] in pixels, two positive integers (e.g. [450, 360]), or null")
+        return hw
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """The model's input (height, width) in pixels: ``image_size`` resolved, S meaning (S, S)."""
+        s = self.image_size
+        return (s, s) if isinstance(s, int) else s
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "_DataBase":
@@ -76,6 +113,9 @@ class MaskData(_DataBase):
 
 DataConfig = Annotated[Union[DigitsData, ImageFolderData, CsvData, MaskData], Field(discriminator="source")]
 DATA_SOURCES = ("digits", "imagefolder", "csv", "mask")
+# The mask source's 18 classes are mask x gender x age: class = mask*6 + gender*3 + age (training/data/sources.py),
+# the row-major index into this shape. model.head: factorized puts one classifier on each factor.
+MASK_FACTORS = {"mask": 3, "gender": 2, "age": 3}
 
 
 class ModelConfig(_Strict):
@@ -83,6 +123,9 @@ class ModelConfig(_Strict):
     pretrained: bool | Path = Field(False, description="true: timm's weights; a path: a local state dict")
     out_features: int = Field(0, ge=0, description="hidden units of an extra head layer; 0: none")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    head: Literal["single", "factorized"] = Field(
+        "single", description="single: one classifier over the classes; factorized (data.source: mask only): "
+                              "one per MASK_FACTORS factor, the 18 classes' probability their product")
 
     @field_validator("name")
     @classmethod
@@ -215,6 +258,23 @@ class RunConfig(_Strict):
         ms = self.scheduler.milestones
         if self.scheduler.name == "multistep" and sorted(ms) != ms:
             raise ValueError(f"scheduler.milestones must be increasing, got {ms}; sort them: {sorted(ms)}")
+        return self
+
+    @model_validator(mode="after")
+    def _factorized_head(self) -> "RunConfig":
+        """The factorized head splits the mask source's classes; its class weights are per head, so a list of
+        one weight per 18 classes has no meaning there: it takes each head's weights one after another."""
+        if self.model.head != "factorized":
+            return self
+        if self.data.source != "mask":
+            raise ValueError(f"model.head = 'factorized' needs data.source: mask (it splits the 18 mask classes into "
+                             f"{', '.join(MASK_FACTORS)} heads), but data.source = '{self.data.source}'; "
+                             "use model.head: single (in a study: drop factorized from model.head's choices)")
+        cw, n = self.loss.class_weights, sum(MASK_FACTORS.values())
+        if isinstance(cw, list) and len(cw) != n:
+            heads = ", ".join(f"{k} {v}" for k, v in MASK_FACTORS.items())
+            raise ValueError(f"loss.class_weights has {len(cw)} values, but model.head: factorized weighs each head's "
+                             f"own classes: give {n} ({heads}, in that order), or balanced")
         return self
 
 

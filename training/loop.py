@@ -23,10 +23,10 @@ from torch.nn.utils import get_total_norm
 
 from .batch_probe import probe_max_batch, resolve_batch_size
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import RunConfig, dump_config
+from .config import MASK_FACTORS, RunConfig, dump_config
 from .data.prepare import prepare_data
 from .errors import ConfigError, NonFiniteLoss
-from .losses import build_loss, check_loss_fits
+from .losses import build_factorized_loss, build_loss, check_loss_fits
 from .metrics import classification_metrics
 from .models import build_model
 from .optim import build_optimizer, param_groups
@@ -112,7 +112,22 @@ def evaluate(model: nn.Module, loader, loss_fn: nn.Module, rt: Runtime) -> tuple
 
 
 def _class_weights(cfg: RunConfig, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
-    cw = cfg.loss.class_weights
+    return _weights(cfg.loss.class_weights, counts, n, multilabel)
+
+
+def _factor_weights(cfg: RunConfig, counts: np.ndarray, n: int) -> list[torch.Tensor | None]:
+    """The factorized head's class weights, one tensor per head: balanced from that head's own train counts (the
+    18 classes' counts summed over the other heads), a list split into the heads' parts in MASK_FACTORS order."""
+    shape = tuple(MASK_FACTORS.values())
+    grid, cw, start, out = counts.reshape(shape), cfg.loss.class_weights, 0, []
+    for i, k in enumerate(shape):
+        head_counts = grid.sum(axis=tuple(j for j in range(len(shape)) if j != i))
+        out.append(_weights(cw[start:start + k] if isinstance(cw, list) else cw, head_counts, n, False))
+        start += k
+    return out
+
+
+def _weights(cw: str | list[float] | None, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
     if cw is None:
         return None
     if cw == "balanced":
@@ -130,23 +145,33 @@ def _write_json(path: Path, obj) -> None:
 
 
 def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None,
-        resume_from: str | Path | None = None, batch_ceiling: int | None = None) -> dict:
-    """Train ``cfg``; ``batch_ceiling`` caps the batch size (``auto`` probes it on CUDA when not given)."""
+        resume_from: str | Path | None = None, batch_ceiling: int | None = None, full_data: bool = False) -> dict:
+    """Train ``cfg``; ``batch_ceiling`` caps the batch size (``auto`` probes it on CUDA when not given).
+
+    ``full_data``: train on every image, train and val together, for ``train.full_data_epochs`` epochs (else
+    ``train.epochs``), with the schedule's horizon set to that count and no early stop. Nothing is validated:
+    the metrics are None, and best.pt holds the last epoch's weights."""
+    if full_data:
+        epochs = cfg.train.full_data_epochs or cfg.train.epochs
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs, "patience": None})})
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     rt = resolve_runtime(cfg.train)
     if cfg.train.batch_size == "auto" and batch_ceiling is None:
         batch_ceiling = probe_max_batch(cfg, rt, num_outputs=1000)
     bs = resolve_batch_size(cfg.train.batch_size, batch_ceiling)
     if bs < 1:
-        raise ConfigError(f"model.name = '{cfg.model.name}' at {cfg.data.image_size}px does not fit this GPU even "
+        h, w = cfg.data.hw
+        raise ConfigError(f"model.name = '{cfg.model.name}' at {h}x{w}px does not fit this GPU even "
                           "at batch 8; lower data.image_size or use a smaller model")
     seed_everything(cfg.seed)
-    data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype)
+    data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype, full_data=full_data)
     if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch
         bs = min(bs, max(8, 2 ** int(np.log2(max(len(data.train_index) // 8, 1)))))
-        data.train.batch_size = data.val.batch_size = bs
+        for loader in (data.train, data.val):
+            if loader is not None:
+                loader.batch_size = bs
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": bs})})
+    out.mkdir(parents=True, exist_ok=True)  # only once the data and its split are known to be usable
     (out / "config.yaml").write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
     lr_scale = bs / 256 if cfg.optimizer.scale_lr_with_batch else 1.0
     s = data.samples
@@ -158,9 +183,14 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         model = model.to(memory_format=torch.channels_last)
     counts = np.bincount(s.targets[data.train_index], minlength=len(s.classes)) if not s.multilabel \
         else s.targets[data.train_index].sum(axis=0)
-    weight = _class_weights(cfg, counts, len(data.train_index), s.multilabel)
-    loss_fn = build_loss(cfg.loss.name, gamma=cfg.loss.gamma, label_smoothing=cfg.loss.label_smoothing,
-                         weight=weight).to(rt.device)
+    if cfg.model.head == "factorized":  # the sum of one configured loss per head
+        loss_fn = build_factorized_loss(cfg.loss.name, tuple(MASK_FACTORS.values()), gamma=cfg.loss.gamma,
+                                        label_smoothing=cfg.loss.label_smoothing,
+                                        weights=_factor_weights(cfg, counts, len(data.train_index))).to(rt.device)
+    else:
+        weight = _class_weights(cfg, counts, len(data.train_index), s.multilabel)
+        loss_fn = build_loss(cfg.loss.name, gamma=cfg.loss.gamma, label_smoothing=cfg.loss.label_smoothing,
+                             weight=weight).to(rt.device)
     o = cfg.optimizer
     groups = param_groups(model, model.head, o.lr * lr_scale, (o.backbone_lr or o.lr) * lr_scale, o.weight_decay)
     opt = build_optimizer(o.name, groups, momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
@@ -191,12 +221,11 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
             bad = NonFinite("loss", 0, len(data.train))  # no step known
         if bad is not None:
             raise NonFiniteLoss(bad.message(epoch, rt.precision, cfg.loss.name, rt.dtype is not None))
-        scores, targets, val_loss = evaluate(step_fn, data.val, loss_fn, rt)
-        m = classification_metrics(scores, targets, s.classes, s.multilabel, cfg.train.threshold)
-        m.update(epoch=epoch, train_loss=train_loss, val_loss=val_loss, lr=opt.param_groups[-1]["lr"],
+        m = _validate(step_fn, data, loss_fn, rt, cfg.train.threshold)
+        m.update(epoch=epoch, train_loss=train_loss, lr=opt.param_groups[-1]["lr"],
                  seconds=time.perf_counter() - t0, images_per_second=seen / (time.perf_counter() - t0))
         history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
-        if best is None or m["macro_f1"] > best["macro_f1"]:
+        if best is None or m["macro_f1"] is None or m["macro_f1"] > best["macro_f1"]:  # no val: the latest
             best = m
             torch.save(model.state_dict(), out / "best.pt")
         stopped = bool(cfg.train.patience) and epoch - best["epoch"] >= cfg.train.patience
@@ -217,8 +246,18 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
     return result
 
 
+def _validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold: float) -> dict:
+    """The epoch's validation metrics; all None in a full-data run, which has no val images."""
+    if data.val is None:
+        return dict.fromkeys(("macro_f1", "accuracy", "per_class_f1", "confusion_matrix", "val_loss"))
+    scores, targets, val_loss = evaluate(model, data.val, loss_fn, rt)
+    s = data.samples
+    return {**classification_metrics(scores, targets, s.classes, s.multilabel, threshold), "val_loss": val_loss}
+
+
 def _result(best: dict, history: list[dict], out: Path, data) -> dict:
-    return {
+    validated = {} if data.val is not None else {"validation": "none: a full-data retrain trains on every image"}
+    return {**validated,
         "macro_f1": best["macro_f1"], "accuracy": best["accuracy"], "best_epoch": best["epoch"],
         "epochs_run": len(history), "per_class_f1": best["per_class_f1"],
         "confusion_matrix": best["confusion_matrix"], "output_dir": str(out),

@@ -1,6 +1,9 @@
-"""Loss registry: cross-entropy (with label smoothing), focal, and multi-label BCE."""
+"""Loss registry: cross-entropy (with label smoothing), focal, and multi-label BCE; and the sum of one of them
+per head of a factorized model (:class:`FactorizedLoss`)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +12,7 @@ from torch import nn
 from .errors import ConfigError
 from .registry import Registry
 
-__all__ = ["LOSSES", "build_loss", "FocalLoss", "check_loss_fits"]
+__all__ = ["LOSSES", "build_loss", "FocalLoss", "FactorizedLoss", "build_factorized_loss", "check_loss_fits"]
 
 LOSSES: Registry = Registry("loss")
 MULTILABEL_LOSSES = ("bce", "soft_margin")
@@ -70,6 +73,39 @@ def _soft_margin(gamma: float, weight: torch.Tensor | None, label_smoothing: flo
 
 def build_loss(name: str, *, gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
     return LOSSES.get(name)(gamma=gamma, weight=weight, label_smoothing=label_smoothing)
+
+
+class FactorizedLoss(nn.Module):
+    """The sum of one loss per factor, for a model whose outputs are the joint log-probabilities of a product
+    distribution over ``shape`` (models.FactorizedHead), flattened row-major like the targets.
+
+    Each factor's log-probabilities are the joint's marginal: logsumexp over the other axes. For a product
+    distribution that is exactly the head's own log-softmax (the other factors sum to 1), and its gradient
+    reaches only that head; being log-probabilities they are also valid logits for ce and focal."""
+
+    def __init__(self, shape: tuple[int, ...], losses: list[nn.Module]) -> None:
+        super().__init__()
+        if len(shape) != len(losses):
+            raise ValueError(f"{len(losses)} losses for {len(shape)} factors")
+        self.shape = tuple(shape)
+        self.losses = nn.ModuleList(losses)
+        self.strides = tuple(math.prod(self.shape[i + 1:]) for i in range(len(self.shape)))
+
+    def forward(self, joint_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        grid = joint_logp.float().view(-1, *self.shape)
+        total = grid.new_zeros(())
+        for i, (k, stride, loss_fn) in enumerate(zip(self.shape, self.strides, self.losses)):
+            others = tuple(1 + j for j in range(len(self.shape)) if j != i)
+            marginal = torch.logsumexp(grid, dim=others) if others else grid
+            total = total + loss_fn(marginal, torch.div(target, stride, rounding_mode="floor") % k)
+        return total
+
+
+def build_factorized_loss(name: str, shape: tuple[int, ...], *, gamma: float, weights: list[torch.Tensor | None],
+                          label_smoothing: float) -> FactorizedLoss:
+    """One ``name`` loss per factor, each with its own class weights (``weights[i]``: factor i's, or None)."""
+    return FactorizedLoss(shape, [build_loss(name, gamma=gamma, weight=w, label_smoothing=label_smoothing)
+                                  for w in weights])
 
 
 def check_loss_fits(name: str, multilabel: bool) -> None:

@@ -233,14 +233,16 @@ def test_stop_signals_raise_once_note_the_second_and_restore_the_handlers(capfd)
 
 def test_requeue_of_a_stopped_trial_happens_once_even_when_repeated(tmp_path):
     """The re-queue is retried on store errors: a repeat after a lost reply must not queue a second retry."""
-    from search.objective import _requeue, _requeue_once
+    from search.lease import Hooks, Lease
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_seconds=10)
     study = optuna.create_study(study_name="rq", storage=storage, direction="maximize")
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    _requeue(trial, storage)  # it got as far as the re-queue, then the reply was lost
-    _requeue_once(trial, storage)
-    _requeue_once(trial, storage)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("rq"), trial.number)
+    lease = Lease(study, storage, trial, trial_id, Hooks())
+    lease._requeue()  # it got as far as the re-queue, then the reply was lost
+    lease._requeue_once()
+    lease._requeue_once()
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     storage.engine.dispose()

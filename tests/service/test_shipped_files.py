@@ -45,6 +45,16 @@ def test_shipped_studies_follow_the_user_reports():
     assert len(sb.base["data"]["label_columns"]) == 4
 
 
+def test_mask_studies_train_at_the_photos_portrait_shape():
+    data = {}
+    for mask in ("mask-effb4", "mask-effb0"):
+        sc = load_study(mask)
+        data[mask] = sc.config_for(sc.default_params(), mask).data
+        h, w = data[mask].hw
+        assert h > w and h % 32 == 0 and w % 32 == 0, (mask, h, w)  # the 512 x 384 photos are portrait
+    assert data["mask-effb4"].center_crop == (450, 360)  # seed 001's crop
+
+
 def _expand(arg: str) -> str:
     return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), arg)
 

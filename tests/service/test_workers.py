@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from search.storage import open_storage
 
 from clitools import checkpoint_epoch, search, search_bg, study_trials
+from incli import run_main
 from studygen import write_study
 
 pytestmark = pytest.mark.slow
@@ -127,7 +128,7 @@ def test_median_pruner_prunes_a_weak_trial(storage_url, tmp_path):
     assert max(weak.intermediate_values) < 4, "pruned before the last epoch"
 
 
-def test_best_export_retrains_to_the_same_macro_f1(tmp_path):
+def test_best_export_retrains_to_the_same_macro_f1(tmp_path, capfd, monkeypatch):
     """On SQLite only (export reads the best trial through the same Optuna API on every store; the suite's time
     goes to what differs between stores)."""
     storage_url = f"sqlite:///{tmp_path / 'studies.db'}"
@@ -146,6 +147,14 @@ def test_best_export_retrains_to_the_same_macro_f1(tmp_path):
     split_trial = json.loads((Path(best.user_attrs["output_dir"]) / "split.json").read_text())
     split_retrain = json.loads((tmp_path / "retrain" / "split.json").read_text())
     assert split_trial["val"] == split_retrain["val"]
+    # the export names the best epoch; a full-data retrain trains that many epochs on every image
+    assert f"full_data_epochs: {best.user_attrs['best_epoch']}" in exported
+    r = run_main(["train", "--config", "best.yaml", "--full-data", "--output", "full", "--json"], cwd=tmp_path,
+                 capfd=capfd, monkeypatch=monkeypatch)
+    assert r.returncode == 0, r.stderr
+    full = json.loads(r.stdout.strip().splitlines()[-1])
+    assert full["epochs_run"] == best.user_attrs["best_epoch"] and full["n_val"] == 0
+    assert full["n_train"] == len(split_trial["train"]) + len(split_trial["val"]) and full["macro_f1"] is None
 
 
 def test_optunas_own_cli_reads_our_study(tmp_path):

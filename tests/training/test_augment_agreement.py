@@ -12,9 +12,12 @@ from training.augment import tensor_plan
 from training.augment_ops import TENSOR_OPS
 
 
-def _smooth(n: int = 1, size: int = 48, seed: int = 0) -> np.ndarray:
+def _smooth(n: int = 1, size: int = 48, seed: int = 0, width: int | None = None) -> np.ndarray:
+    """n smooth RGB images, size x size, or size x width (H x W) when ``width`` is given."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
+    w = size if width is None else width
+    yy, xx = np.mgrid[0:size, 0:w]
+    yy, xx = yy / size, xx / w
     out = []
     for _ in range(n):
         f = rng.uniform(1, 3, 3)
@@ -65,6 +68,69 @@ def test_fixed_parameters_give_the_same_pixels(t):
     assert np.abs(cpu - imgs).mean() > 3.0, "the op did something"
 
 
+NON_SQUARE = [
+    A.HorizontalFlip(p=1.0),
+    A.VerticalFlip(p=1.0),
+    A.Affine(rotate=(20, 20), scale=(1, 1), p=1.0),
+    A.Affine(rotate=(0, 0), scale={"x": (1.25, 1.25), "y": (0.8, 0.8)}, p=1.0),
+    A.Affine(rotate=(25, 25), scale={"x": (1.2, 1.2), "y": (0.9, 0.9)}, p=1.0),
+    A.Affine(rotate=(-30, -30), scale=(1.1, 1.1), translate_percent={"x": (0.2, 0.2), "y": (-0.1, -0.1)}, p=1.0),
+    A.ShiftScaleRotate(shift_limit_x=(0.125, 0.125), shift_limit_y=(-0.0625, -0.0625), scale_limit=(0.1, 0.1),
+                       rotate_limit=(-15, -15), p=1.0),
+    A.RandomBrightnessContrast(brightness_limit=(0.1, 0.1), contrast_limit=(-0.2, -0.2), p=1.0),
+    A.HueSaturationValue(hue_shift_limit=(12, 12), sat_shift_limit=(25, 25), val_shift_limit=(-20, -20), p=1.0),
+]
+
+
+@pytest.mark.parametrize("hw", [(32, 56), (56, 32)], ids=["landscape", "portrait"])
+@pytest.mark.parametrize("t", NON_SQUARE, ids=lambda t: type(t).__name__)
+def test_fixed_parameters_give_the_same_pixels_on_non_square_images(t, hw):
+    """data.image_size [H, W]: the warp rotates in pixels (a rotation in the grid's normalized coordinates
+    would also shear a non-square image) and shifts and scales each side by its own length."""
+    imgs = _smooth(4, size=hw[0], width=hw[1])
+    cpu, gpu = _both(t, imgs)
+    diff = np.abs(cpu - gpu)
+    assert diff.mean() < 2.0, f"mean |cpu - tensor| = {diff.mean():.2f} of 255"
+    assert np.abs(cpu - imgs).mean() > 3.0, "the op did something"
+
+
+def _box_extent(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) the bright box covers in each image."""
+    on = out.mean(-1) > 127
+    return on.any(2).sum(1), on.any(1).sum(1)
+
+
+@pytest.mark.parametrize("keep_ratio", [False, True])
+def test_affine_draws_the_x_and_y_scales_as_albumentations(keep_ratio):
+    """Affine draws the x and y scales independently unless keep_ratio (ShiftScaleRotate: always
+    independently); measured as the height and width of a centred box after the warp, on a 48x64 image."""
+    imgs = np.zeros((300, 48, 64, 3), np.uint8)
+    imgs[:, 16:32, 20:44] = 255  # 16 x 24, centred on the image's centre ((H - 1) / 2, (W - 1) / 2)
+    t = A.Affine(rotate=(0, 0), scale=(0.7, 1.3), keep_ratio=keep_ratio, p=1.0)
+    for out in _both(t, imgs):
+        rows, cols = _box_extent(out)
+        sy, sx = rows / 16, cols / 24
+        assert 0.65 < min(sx.min(), sy.min()) < 0.8 and 1.2 < max(sx.max(), sy.max()) < 1.35
+        corr = np.corrcoef(sx, sy)[0, 1]
+        assert (corr > 0.9) if keep_ratio else (abs(corr) < 0.25), corr
+
+
+def test_coarse_dropout_holes_follow_each_side_on_non_square_images():
+    """Hole heights are fractions of H, widths of W, and holes land anywhere on the image, as albumentations."""
+    imgs = np.full((300, 32, 64, 3), 200, np.uint8)
+    t = A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.5, 0.5), hole_width_range=(0.125, 0.125),
+                        fill=0, p=1.0)
+    starts = []
+    for out in _both(t, imgs):
+        hole = out[..., 0] == 0
+        rows, cols = hole.any(2).sum(1), hole.any(1).sum(1)
+        assert (rows == 16).all() and (cols == 8).all()  # 0.5 x 32 high, 0.125 x 64 wide
+        starts.append((hole.any(2).argmax(1), hole.any(1).argmax(1)))
+    (y_cpu, x_cpu), (y_gpu, x_gpu) = starts
+    assert y_gpu.max() <= 16 and x_gpu.max() <= 56 and x_gpu.max() > 45  # anywhere along the long side
+    assert abs(y_cpu.mean() - y_gpu.mean()) < 2.0 and abs(x_cpu.mean() - x_gpu.mean()) < 5.0
+
+
 @pytest.mark.parametrize("t", [A.HorizontalFlip(p=0.3), A.VerticalFlip(p=0.7)], ids=["hflip", "vflip"])
 def test_probabilities_agree(t):
     imgs = _smooth(1).repeat(600, axis=0)
@@ -109,6 +175,8 @@ def test_pipelines_route_to_the_tensor_path_only_when_every_op_has_a_tensor_vers
     # arguments the tensor versions don't implement go to the CPU path too
     assert tensor_plan([{"__class_fullname__": "Affine", "shear": 10}]) is None
     assert tensor_plan([{"__class_fullname__": "Affine", "border_mode": 2}]) is None
+    assert tensor_plan([{"__class_fullname__": "Affine", "balanced_scale": True}]) is None
+    assert tensor_plan([{"__class_fullname__": "Affine", "keep_ratio": True}]) is not None  # sy = sx
 
 
 HALF_PIPELINE = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5),

@@ -50,6 +50,23 @@ def test_the_step_trains_with_benchmark_off_and_restores_it(seen, before):
     assert torch.backends.cudnn.benchmark is before
 
 
+def test_the_step_runs_at_the_configured_height_and_width(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)  # the step itself runs on the CPU
+    shapes: list[tuple[int, ...]] = []
+    build = batch_probe.build_model
+
+    def spy_build(cfg, n):
+        m = build(cfg, n)
+        m.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+        return m
+
+    monkeypatch.setattr(batch_probe, "build_model", spy_build)
+    cfg = RunConfig.model_validate({"data": {"source": "digits", "image_size": [24, 16]},
+                                    "model": {"name": "test_resnet"}, "train": {"device": "cpu"}})
+    assert batch_probe._fits(cfg, resolve_runtime(cfg.train), num_outputs=10, batch=4)
+    assert shapes == [(4, 3, 24, 16)] * 2  # data.image_size [H, W]: a portrait batch, not a square
+
+
 def test_out_of_memory_is_a_no_and_still_restores_the_flag(seen, before, monkeypatch):
     def oom(*_):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "resize_square", "fit_image"]
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
+__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "crop_center", "resize_to", "resize_square", "fit_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -37,14 +43,36 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise OSError(f"not a readable image ({e.__class__.__name__}: {e})") from e
 
 
-def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+def crop_center(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The (H, W) middle of ``img``, offsets rounded down as albumentations' CenterCrop does.
+
+    Raises DataError (without the file's name, which the caller adds) when the image is smaller than the crop.
+    """
     h, w = img.shape[:2]
-    if (h, w) == (size, size):
+    ch, cw = hw
+    if ch > h or cw > w:
+        raise DataError(f"image is {h}x{w} (HxW), smaller than data.center_crop = [{ch}, {cw}]")
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top:top + ch, left:left + cw]
+
+
+def resize_to(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``img`` resized to (H, W): area averaging when both sides shrink (no aliasing), else bilinear."""
+    h, w = img.shape[:2]
+    if (h, w) == tuple(hw):
         return np.ascontiguousarray(img)
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
+    interp = cv2.INTER_AREA if hw[0] < h and hw[1] < w else cv2.INTER_LINEAR
+    return cv2.resize(img, (hw[1], hw[0]), interpolation=interp)
 
 
-def fit_image(img: np.ndarray, data_cfg) -> np.ndarray:
-    """What the decode cache stores for one image, and what predict feeds the model: one geometry for both."""
-    return resize_square(img, data_cfg.image_size)
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    return resize_to(img, (size, size))
+
+
+def fit_image(img: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
+    """What the decode cache stores for one image, and what predict feeds the model: one geometry for both.
+    ``data.center_crop`` (if set) first, then the resize to ``data.hw``; the crop is taken from the upright
+    image (read_rgb applies the EXIF orientation), so it means what a viewer shows."""
+    if data_cfg.center_crop is not None:
+        img = crop_center(img, data_cfg.center_crop)
+    return resize_to(img, data_cfg.hw)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..augment import pipeline_normalization
+from ..augment import eval_normalization
 from ..config import RunConfig
 from ..errors import DataError
 from .cache import decode_cached
 from .loader import HostRing, make_loader
 from .samples import Samples
 from .sources import load_samples
-from .split import split_indices
+from .split import fold_indices, split_indices
 
 __all__ = ["Prepared", "prepare_data"]
 
@@ -51,11 +51,12 @@ def _sample_weights(samples: Samples, index: np.ndarray) -> np.ndarray:
 
 
 def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batch_size: int,
-                 dtype: torch.dtype = torch.float32) -> Prepared:
-    """``dtype``: of the batches the loaders yield (``Runtime.input_dtype``)."""
+                 dtype: torch.dtype = torch.float32, full_data: bool = False) -> Prepared:
+    """``dtype``: of the batches the loaders yield (``Runtime.input_dtype``). ``full_data``: every image trains
+    and there is no val loader (``val`` is None)."""
     d = cfg.data
     samples = load_samples(d)
-    dec = decode_cached(samples, d.image_size, d.cache_dir)
+    dec = decode_cached(samples, d, d.cache_dir)
     skipped = {samples.names[i]: why for i, why in dec.bad.items()}
     if skipped and d.on_bad_image == "fail":
         name, why = next(iter(skipped.items()))
@@ -65,7 +66,12 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
         log.warning("skipped %d unreadable image(s), first: %s", len(skipped), next(iter(skipped)))
     good = np.asarray([i for i in range(len(samples)) if i not in dec.bad], dtype=np.int64)
     groups = samples.groups[good] if samples.groups is not None else None
-    tr, va = split_indices(samples.targets[good], groups, d.val_fraction, d.split_seed, samples.multilabel)
+    if full_data:
+        tr, va = np.arange(len(good)), np.arange(0)
+    elif d.folds is not None:
+        tr, va = fold_indices(samples.targets[good], groups, d.folds, d.fold, d.split_seed, samples.multilabel)
+    else:
+        tr, va = split_indices(samples.targets[good], groups, d.val_fraction, d.split_seed, samples.multilabel)
     tr, va = good[tr], good[va]
     weights = _sample_weights(samples, tr) if d.weighted_sampler else None
     common = dict(spec=None, mean=cfg.augment.mean, std=cfg.augment.std, device=device,
@@ -73,9 +79,8 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
                   ring=HostRing(pin=device.type == "cuda"))  # train and val take turns on one set of buffers
     train = make_loader(dec.images, tr, samples.targets, batch_size=batch_size, shuffle=True, weights=weights,
                         **{**common, "spec": cfg.augment.train})
-    # val without a Normalize of its own is normalized as training was: by the train pipeline's Normalize when
-    # it has one (e.g. mean = std = 0.5), else by augment.mean/std
-    mean, std = pipeline_normalization(cfg.augment.train) or (cfg.augment.mean, cfg.augment.std)
-    val = make_loader(dec.images, va, samples.targets, batch_size=batch_size, shuffle=False,
-                      **{**common, "spec": cfg.augment.eval, "mean": mean, "std": std})
+    mean, std = eval_normalization(cfg.augment)  # predict normalizes its images the same way
+    val = None if full_data else make_loader(dec.images, va, samples.targets, batch_size=batch_size,
+                                             shuffle=False, **{**common, "spec": cfg.augment.eval, "mean": mean,
+                                                               "std": std})
     return Prepared(train, val, samples, tr, va, skipped, dec.built)

@@ -1,13 +1,16 @@
-"""Seeded train/val split: stratified by class, grouped (no group on both sides) when groups exist."""
+"""Seeded train/val splits, a val_fraction or one fold of k: stratified by class, grouped (no group on both
+sides) when groups exist."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from ..errors import DataError
 
-__all__ = ["split_indices"]
+__all__ = ["split_indices", "fold_indices"]
 
 
 def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: float, seed: int,
@@ -43,6 +46,35 @@ def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: 
         n_groups = len(set(groups.tolist())) if groups is not None else None
         raise DataError(_empty_side(n, val_fraction, side, f"{len(tr)} train / {len(va)} val"
                                     + (f", {n_groups} groups kept whole" if n_groups else ""), n_groups))
+    return np.sort(tr), np.sort(va)
+
+
+def fold_indices(targets: np.ndarray, groups: np.ndarray | None, folds: int, fold: int, seed: int,
+                 multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) indices of fold ``fold`` of ``folds``: the folds' val sides are disjoint and together
+    cover every image; a group (a person, a group_column value) is never split between folds."""
+    n = len(targets)
+    idx = np.arange(n)
+    strat = _strata(targets, multilabel)
+    if groups is not None:
+        n_groups = len(set(groups.tolist()))
+        if folds > n_groups:
+            raise DataError(f"data.folds = {folds} but the {n} images belong to only {n_groups} groups (people for "
+                            f"mask data, data.group_column values for csv): use at most {n_groups} folds")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # "least populated class has only 1 member": a rare class cannot be in
+            warnings.simplefilter("ignore", UserWarning)  # every fold when whole people move; it is best-effort
+            parts = list(splitter.split(idx, strat, groups))
+    else:
+        if folds > n:
+            raise DataError(f"data.folds = {folds} but there are only {n} images: use at most {n} folds")
+        counts = np.unique(strat, return_counts=True)[1]
+        # stratified when every class can be in every fold; else a plain seeded k-fold (scikit-learn would
+        # warn and still leave some folds without the class)
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed) if counts.min() >= folds \
+            else KFold(folds, shuffle=True, random_state=seed)
+        parts = splitter.split(idx, strat)
+    tr, va = list(parts)[fold]
     return np.sort(tr), np.sort(va)
 
 

@@ -1,0 +1,210 @@
+"""Many workers on one stock Postgres, through the real claim and lease code (search/lease.py).
+
+Each of N worker processes claims trials under the study lock, samples two parameters with the study's TPE
+sampler, "trains" by sleeping a fixed time while reporting a few epochs (heartbeat, reports, pruner), and ends
+the trial through its lease. No torch is imported, so 64 workers fit on a small machine. The study starts
+with many finished trials (``--prefill``), as a long search has.
+
+Prints: claim latency (median, p95; lock wait included), the store + sampler overhead as a share of the
+trial's training time (claim + store calls inside the lease + tell, against the sleep), peak Postgres
+connections to the study's database (pg_stat_activity, sampled every 50 ms), and trials requested, finished,
+duplicated and lost.
+
+    python benchmarks/scale.py --workers 64 --trials 128 --prefill 10000 --trial-seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ADMIN = os.environ.get("SEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+STUDY = "scale"
+
+
+def _sampler(seed: int):
+    import optuna
+
+    return optuna.samplers.TPESampler(n_startup_trials=10, seed=seed, multivariate=True, group=True,
+                                      constant_liar=True)
+
+
+def _space():
+    import optuna
+
+    return {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+            "dropout": optuna.distributions.FloatDistribution(0.0, 0.5)}
+
+
+def prefill(url: str, n: int, epochs: int) -> None:
+    """A study holding ``n`` finished trials (90% complete, 10% pruned), each with a config-sized attribute."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from search.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    config = {"data": {"source": "imagefolder", "root": "data/x", "image_size": 224}, "train": {"epochs": epochs},
+              "optimizer": {"name": "adamw", "lr": 1e-3}, "model": {"name": "resnet18", "dropout": 0.1}}
+    import random
+
+    rng = random.Random(0)
+    batch = []
+    for i in range(n):
+        v = rng.random()
+        pruned = i % 10 == 9
+        steps = range(1, (2 if pruned else epochs) + 1)
+        batch.append(create_trial(
+            state=TrialState.PRUNED if pruned else TrialState.COMPLETE, value=None if pruned else v,
+            params={"lr": 10 ** rng.uniform(-5, -1), "dropout": rng.uniform(0, 0.5)}, distributions=_space(),
+            intermediate_values={s: v * s / epochs for s in steps},
+            user_attrs={"config": config, "per_class_f1": {f"c{k}": v for k in range(10)}, "best_epoch": epochs}))
+        if len(batch) == 500:
+            study.add_trials(batch)
+            batch = []
+    if batch:
+        study.add_trials(batch)
+    storage.engine.dispose()
+
+
+def worker(url: str, index: int, budget: int, trial_seconds: float, epochs: int, out: str) -> None:
+    import optuna
+
+    from search.lease import Hooks, claim
+    from search.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url, heartbeat_seconds=10, max_retries=3)
+    study = optuna.load_study(study_name=STUDY, storage=storage, sampler=_sampler(index),
+                              pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs))
+    rows = []
+    while True:
+        t0 = time.perf_counter()
+        survey, lease = claim(study, storage, budget, max_failures=budget, hooks=Hooks(say=lambda line: None))
+        claimed = time.perf_counter() - t0
+        if survey.done >= budget:
+            break
+        if lease is None:
+            time.sleep(0.5)
+            continue
+        store, slept = claimed, 0.0
+        with lease:
+            t = time.perf_counter()
+            lr = lease.trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+            lease.trial.suggest_float("dropout", 0.0, 0.5)
+            lease.set_attrs(config={"lr": lr}, output_dir=f"/tmp/scale/{lease.number}")
+            store += time.perf_counter() - t
+            for epoch in range(1, epochs + 1):
+                s = time.perf_counter()
+                time.sleep(trial_seconds / epochs)
+                slept += time.perf_counter() - s
+                t = time.perf_counter()
+                lease.report(min(1.0, lr * 10 * epoch / epochs), epoch)  # what a trial reports per epoch
+                if epoch < epochs:
+                    lease.should_prune()  # asked, not obeyed: every trial runs the same time
+                store += time.perf_counter() - t
+            t_end = time.perf_counter()
+            lease.complete(min(1.0, lr * 10), {})
+        store += time.perf_counter() - t_end  # the tell, in the lease's exit
+        rows.append({"number": lease.number, "claim": claimed, "store": store, "slept": slept,
+                     "state": lease.outcome.state.name})
+    Path(out).write_text(json.dumps(rows))
+    storage.engine.dispose()
+
+
+def _connections(admin, db: str, stop: threading.Event, peak: list[int]) -> None:
+    import sqlalchemy
+
+    with admin.connect() as c:
+        while not stop.is_set():
+            n = c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"),
+                          {"d": db}).scalar()
+            peak[0] = max(peak[0], n)
+            stop.wait(0.05)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=64)
+    ap.add_argument("--trials", type=int, default=128, help="new trials to run on top of the prefill")
+    ap.add_argument("--prefill", type=int, default=1000, help="finished trials the study holds at the start")
+    ap.add_argument("--trial-seconds", type=float, default=60.0)
+    ap.add_argument("--epochs", type=int, default=5)
+    args = ap.parse_args()
+
+    import optuna
+    import sqlalchemy
+    from optuna.trial import TrialState
+
+    from search.storage import open_storage
+
+    admin = sqlalchemy.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    db = f"imgsearch_scale_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(sqlalchemy.text(f'CREATE DATABASE "{db}"'))
+        max_conn = c.execute(sqlalchemy.text("SHOW max_connections")).scalar()
+    url = ADMIN.rsplit("/", 1)[0] + f"/{db}"
+    tmp = Path(f"/tmp/imgsearch-scale-{db}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        t = time.perf_counter()
+        prefill(url, args.prefill, args.epochs)
+        print(f"prefilled {args.prefill} finished trials in {time.perf_counter() - t:.0f}s", flush=True)
+        budget = args.prefill + args.trials
+        stop, peak = threading.Event(), [0]
+        mon = threading.Thread(target=_connections, args=(admin, db, stop, peak), daemon=True)
+        mon.start()
+        ctx = mp.get_context("spawn")  # fresh interpreters, as separate `search worker` processes are
+        t = time.perf_counter()
+        procs = [ctx.Process(target=worker, args=(url, i, budget, args.trial_seconds, args.epochs,
+                                                  str(tmp / f"w{i}.json"))) for i in range(args.workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        wall = time.perf_counter() - t
+        stop.set()
+        mon.join()
+        rows = [r for i in range(args.workers) if (tmp / f"w{i}.json").is_file()
+                for r in json.loads((tmp / f"w{i}.json").read_text())]
+        study = optuna.load_study(study_name=STUDY, storage=open_storage(url))
+        trials = study.get_trials(deepcopy=False)
+        new = [x for x in trials if x.number >= args.prefill]
+        finished = sum(x.state in (TrialState.COMPLETE, TrialState.PRUNED) for x in new)
+        ran = [r["number"] for r in rows]
+        duplicated = len(ran) - len(set(ran))
+        lost = args.trials - finished
+        claims = sorted(r["claim"] for r in rows)
+        overhead = sum(r["store"] for r in rows) / max(sum(r["slept"] for r in rows), 1e-9)
+        p95 = claims[min(len(claims) - 1, int(0.95 * len(claims)))] if claims else float("nan")
+        print(f"workers {args.workers}, prefill {args.prefill} finished trials, {args.trials} requested, "
+              f"{args.trial_seconds:g} s trials of {args.epochs} epochs, Postgres max_connections {max_conn}, "
+              f"{os.cpu_count()} CPUs; wall {wall:.0f}s")
+        print("| workers | prefill | claim median | claim p95 | store+sampler / trial time | peak connections "
+              "| requested | finished | duplicated | lost | failed workers |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| {args.workers} | {args.prefill} | {statistics.median(claims) * 1000:.0f} ms | {p95 * 1000:.0f} ms | "
+              f"{100 * overhead:.2f}% | {peak[0]} | {args.trials} | {finished} | {duplicated} | {lost} | "
+              f"{sum(p.exitcode != 0 for p in procs)} |")
+        open_storage(url).engine.dispose()
+    finally:
+        with admin.connect() as c:
+            c.execute(sqlalchemy.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' "
+                                      "AND pid <> pg_backend_pid()"))
+            c.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}"'))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""A trial's lease, from its claim to its end, on public Optuna APIs only.
+
+:func:`claim` runs under the study lock: fail stale trials (Optuna re-queues them through the storage's
+RetryHeartbeatStaleTrialCallback), count, top the budget up, and claim a WAITING trial with ``study.ask()``.
+``with lease:`` keeps the trial's heartbeat going, sends store calls through one retry, maps the outcome to
+COMPLETE, PRUNED or FAIL (with the reason), re-queues the trial on a stop signal, and finishes the W&B run and
+frees memory exactly once. No torch here: ``benchmarks/scale.py`` runs 64 of these in plain processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from .budget import budget_lock, claim_waiting, top_up
+from .export import best_or_none
+from .heartbeat import Heartbeat
+from .resilience import with_store_retry
+from .storage import RetryCallback
+
+__all__ = ["claim", "Lease", "Hooks", "Survey", "WorkerStopped"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerStopped(BaseException):
+    """SIGTERM/SIGINT reached the worker: mark the running trial, re-queue it and stop."""
+
+
+@dataclass(frozen=True)
+class Survey:
+    done: int                          # COMPLETE + PRUNED
+    failed: list[FrozenTrial]          # failed for a reason of their own (not stale, not re-queued)
+    best: float | None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the lease does around the trial: print a line, explain a failure, free memory."""
+    say: Callable[[str], None] = print
+    explain: Callable[[Exception], str] = lambda e: reason_of(e)
+    cleanup: Callable[[], None] = lambda: None
+
+
+def claim(study: optuna.Study, storage, budget: int, max_failures: int, first_params: dict | None = None,
+          hooks: Hooks = Hooks()) -> tuple[Survey, Lease | None]:
+    """Under the study lock: fail stale trials, count, top up, claim. No lease when the budget is met, too many
+    trials failed, or every token is taken by a running trial (one of them may still die and be re-queued)."""
+    with budget_lock(storage, storage.url, study.study_name):
+        fail_stale_trials(study)
+        survey = _survey(study)
+        if survey.done >= budget or len(survey.failed) >= max_failures:
+            return survey, None
+        top_up(study, budget, first_params)
+        trial, trial_id = claim_waiting(study, storage) or (None, None)
+    if trial is None:
+        return survey, None
+    return survey, Lease(study, storage, trial, trial_id, hooks)
+
+
+def _survey(study: optuna.Study) -> Survey:
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if t.user_attrs.get("fail_reason") and not t.user_attrs.get("requeued")]
+    best = best_or_none(study)
+    return Survey(done, failed, None if best is None else best.value)
+
+
+@dataclass
+class _Outcome:
+    state: TrialState = TrialState.FAIL
+    value: float | None = None
+    summary: dict = field(default_factory=dict)
+
+
+class Lease:
+    """One claimed trial. Inside ``with lease:`` the body calls :meth:`complete` with the trial's value, or
+    raises: ``optuna.TrialPruned`` prunes it, any other Exception fails it with its reason (the worker goes on),
+    a stop signal re-queues it and propagates."""
+
+    def __init__(self, study: optuna.Study, storage, trial: optuna.Trial, trial_id: int, hooks: Hooks) -> None:
+        self.study, self.storage, self.trial, self.trial_id, self.hooks = study, storage, trial, trial_id, hooks
+        self.number = trial.number
+        self.outcome = _Outcome()
+        self._mirror = None
+        self._heartbeat: Heartbeat | None = None
+        self._t0 = time.perf_counter()
+
+    # -------------------------------------------------------------- the body's calls, each retried alike
+
+    def store(self, fn: Callable[[], T], what: str) -> T:
+        return with_store_retry(fn, f"{what} (trial {self.number})")
+
+    def set_attrs(self, **attrs: Any) -> None:
+        for key, value in attrs.items():
+            self.store(lambda: self.trial.set_user_attr(key, value), f"record {key}")
+
+    def report(self, value: float, step: int) -> None:
+        self.store(lambda: self.trial.report(value, step), "report")
+
+    def should_prune(self) -> bool:
+        return self.store(self.trial.should_prune, "ask the pruner")
+
+    def frozen(self) -> FrozenTrial:
+        return self.store(lambda: self.storage.get_trial(self.trial_id), "read")
+
+    def retried_from(self) -> FrozenTrial | None:
+        """This trial as the store holds it when it re-runs a failed one (whose user attributes, output_dir
+        included, it inherited), else None."""
+        frozen = self.frozen()
+        return frozen if RetryCallback.retried_trial_number(frozen) is not None else None
+
+    def attach(self, mirror):
+        """The trial's W&B run, finished with the trial's state when the lease ends."""
+        self._mirror = mirror
+        return mirror
+
+    def complete(self, value: float, summary: dict) -> None:
+        self.outcome = _Outcome(TrialState.COMPLETE, value, summary)
+
+    # -------------------------------------------------------------- the lifecycle
+
+    def __enter__(self) -> Lease:
+        interval = self.storage.get_heartbeat_interval()
+        if interval:
+            self._heartbeat = Heartbeat(self.storage, self.trial_id, interval).__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._heartbeat is not None:
+            self._heartbeat.__exit__(None, None, None)
+        try:
+            return self._end(exc)
+        finally:
+            self.hooks.cleanup()
+
+    def _end(self, exc: BaseException | None) -> bool:
+        if isinstance(exc, UpdateFinishedTrialError):
+            # the store was away longer than the heartbeat grace: another worker failed this trial and
+            # re-queued it (the retry resumes from our checkpoint). Nothing to tell, nothing lost or duplicated.
+            self.hooks.say(f"trial {self.number} abandoned: it was re-queued while the store was unreachable")
+            self._finish_mirror("FAIL", {"reason": "re-queued after a storage outage"})
+            return True
+        if isinstance(exc, (WorkerStopped, KeyboardInterrupt)):
+            self._fail("worker stopped by a signal; the trial is re-queued")
+            self.store(self._requeue_once, "re-queue")
+            self._finish_mirror("FAIL", {"reason": "worker stopped"})
+            return False
+        if exc is not None and not isinstance(exc, Exception):
+            return False  # SystemExit and the like: the trial goes stale and is retried
+        if isinstance(exc, optuna.TrialPruned):
+            self.outcome = _Outcome(TrialState.PRUNED, None, {"reason": str(exc)})
+        elif exc is not None:
+            self._fail(self.hooks.explain(exc))
+            log.debug("trial %d crashed:\n%s", self.number, "".join(traceback.format_exception(exc)))
+        elif self.outcome.value is None:
+            self._fail("the trial ended without a value")
+        self._tell(self.outcome.state, self.outcome.value)
+        self._finish_mirror(self.outcome.state.name, self.outcome.summary)
+        o = self.outcome
+        what = f"macro_f1={o.value:.4f}" if o.value is not None else o.summary.get("reason", "")
+        self.hooks.say(f"trial {self.number} {o.state.name} {what} in {time.perf_counter() - self._t0:.1f}s")
+        return True
+
+    def _fail(self, reason: str) -> None:
+        log.warning("trial %d failed: %s", self.number, reason)
+        self.outcome = _Outcome(TrialState.FAIL, None, {"reason": reason})
+        try:
+            self.set_attrs(fail_reason=reason)
+        except Exception:  # the store may be the thing that failed; the trial still ends
+            pass
+
+    def _tell(self, state: TrialState, value: float | None) -> None:
+        """Tell the outcome, waiting out a database outage; a retry after a lost reply finds it already told."""
+        def once() -> None:
+            try:
+                if state == TrialState.COMPLETE:
+                    self.study.tell(self.trial, value)
+                else:
+                    self.study.tell(self.trial, state=state)
+            except (UpdateFinishedTrialError, ValueError) as e:  # "Cannot tell a COMPLETE trial." / "finished"
+                if "cannot tell" not in str(e).lower() and "finished" not in str(e).lower():
+                    raise
+
+        self.store(once, "record the end")
+
+    def _requeue_once(self) -> None:
+        """Under the study lock, where stale trials are failed and retried, so that exactly one of us re-queues
+        it; safe to repeat (a store retry): it acts only while the trial is RUNNING, and marks it first."""
+        with budget_lock(self.storage, self.storage.url, self.study.study_name):
+            frozen = self.storage.get_trial(self.trial_id)
+            if frozen.state != TrialState.RUNNING:
+                return
+            if not frozen.user_attrs.get("requeued"):
+                self._requeue()
+            self._tell(TrialState.FAIL, None)
+
+    def _requeue(self) -> None:
+        """Mark the trial (the survey does not count a re-queued trial as failed), then put its params back as
+        a WAITING trial, which resumes from its checkpoint."""
+        self.storage.set_trial_user_attr(self.trial_id, "requeued", True)
+        RetryCallback(max_retry=None, inherit_intermediate_values=True)(self.study, self.storage.get_trial(self.trial_id))
+
+    def _finish_mirror(self, state: str, summary: dict) -> None:
+        if self._mirror is not None:
+            self._mirror.finish(state, summary)
+            self._mirror = None
+
+
+def reason_of(e: BaseException) -> str:
+    """One line: the error's first line, plus its last line when it wraps another (DataLoader workers do)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    if len(lines) > 1:
+        text += f" ({lines[-1]})"
+    return f"{e.__class__.__name__}: {text}"[:400]
