@@ -1,4 +1,4 @@
-# Two commands: `make demo` runs the built-in digits study on SQLite; `make test` runs the test suite.
+# Two commands: `make demo` runs the built-in digits study on SQLite; `make test` runs ruff, then the test suite.
 # Each sets up its own virtual environment on first use.
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,6 +16,7 @@ demo: $(BIN)/.installed
 	$(BIN)/search run --study demo
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check search training tests benchmarks
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import optuna
 import yaml
+from optuna.trial import TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-from optuna.trial import TrialState
 
 
 def tiny_study(folder: Path, name: str, n_trials: int) -> Path:

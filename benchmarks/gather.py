@@ -101,7 +101,8 @@ def run(args, images: np.memmap) -> None:
           f"{os.cpu_count()} CPU cores, torch {torch.__version__}, numpy {np.__version__}; {n} images at "
           f"{args.size} px, batch {b} ({mb:.0f} MB), {args.batches} batches timed after {warm}")
     print("\n| gather | img/s | ms/batch |\n|---|---|---|")
-    for name, gen in (("fancy + pin", fancy_pin), ("take (mode=raise)", take_raise), ("ours", lambda: host_batches(loader))):
+    gathers = (("fancy + pin", fancy_pin), ("take (mode=raise)", take_raise), ("ours", lambda: host_batches(loader)))
+    for name, gen in gathers:
         ips = _rate(gen(), args.batches, warm)
         print(f"| {name} | {ips:.0f} | {1000 * b / ips:.1f} |", flush=True)
 

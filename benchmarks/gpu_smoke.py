@@ -39,7 +39,8 @@ def main() -> None:
         t0 = time.perf_counter()
         r = fit(RunConfig.model_validate(base), out / name.replace(" ", "_"))
         print(f"{name:<40} macro_f1 {r['macro_f1']:.4f}  batch {r['batch_size']}  "
-              f"{r['history'][-1]['images_per_second']:.0f} img/s last epoch  {time.perf_counter() - t0:.1f}s", flush=True)
+              f"{r['history'][-1]['images_per_second']:.0f} img/s last epoch  {time.perf_counter() - t0:.1f}s",
+              flush=True)
     fp16_resume(out)
 
 

@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gather import host_batches  # noqa: E402  (benchmarks/gather.py)
 from training.augment import tensor_plan  # noqa: E402
+from training.batch_probe import _fits, probe_max_batch  # noqa: E402
 from training.config import RunConfig  # noqa: E402
 from training.data.cache import decode_cached  # noqa: E402
 from training.data.loader import make_loader  # noqa: E402
 from training.data.sources import load_samples  # noqa: E402
-from training.batch_probe import _fits, probe_max_batch  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.runtime import resolve_runtime  # noqa: E402
 
@@ -319,16 +319,18 @@ def main() -> None:
           f"{precision}; naive loader with "
           f"{args.workers} workers")
     results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
-    print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive | cache build s "
-          "| gather img/s | augment img/s |")
+    print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive "
+          "| cache build s | gather img/s | augment img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [m for m in args.models.split(",") if m]:  # --models "": skip these rows
         r = bench_model(name, args.size, root, args.batch, args.steps, args.warmup, args.workers)
         results["models"].append(r)
-        print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} | {100 * r['ours'] / r['model_only']:.0f}% "
+        print(f"| {name} | {args.size} | {r['model_only']:.0f} | {r['ours']:.0f} "
+              f"| {100 * r['ours'] / r['model_only']:.0f}% "
               f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} "
               f"| {r['augment']:.0f} |", flush=True)
-    print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) | aggregate img/s | vs K=1 |")
+    print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) "
+          "| aggregate img/s | vs K=1 |")
     print("|---|---|---|")
     base = None
     for k in [int(v) for v in args.k.split(",") if v]:  # --k "": skip the sharing rows

@@ -2,9 +2,9 @@
 
 The budget is kept as WAITING trials in the store ("tokens"): a worker only runs a trial it claimed by moving
 a WAITING trial to RUNNING. Failing stale trials, top-ups and claims all run under one study-wide lock (a file
-lock beside SQLite, an advisory lock on Postgres), so concurrent workers never add more than
-N - (complete + pruned + running + waiting) tokens, never claim the same token twice and never re-queue the
-same dead trial twice. A trial whose worker died is failed by the
+lock beside SQLite, an advisory lock on Postgres), so concurrent workers never add a token once
+complete + pruned + running + waiting = N, never claim the same token twice and never re-queue the same dead
+trial twice. A trial whose worker died is failed by the
 heartbeat check and re-enqueued with its parameters by Optuna's RetryFailedTrialCallback: that is a token too.
 """
 
@@ -61,17 +61,18 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def top_up(study: optuna.Study, n_trials: int, first_params: dict | None = None) -> int:
-    """Enqueue tokens until live trials == n_trials; the very first may carry fixed params (the defaults).
-    Call it under :func:`budget_lock`. Counts through the study's cache of finished trials: after a worker's
-    first read, only unfinished and new trials are read again."""
-    live = len(study.get_trials(deepcopy=False, states=LIVE))
-    need = max(n_trials - live, 0)
-    fresh = bool(first_params and need) and not study.get_trials(deepcopy=False)
-    for i in range(need):
-        params = first_params if (fresh and i == 0) else {}
-        study.enqueue_trial(params, user_attrs={"defaults": True} if params else None)
-    return need
+def top_up(study: optuna.Study, n_trials: int, first_params: dict | None = None,
+           trials: list[optuna.trial.FrozenTrial] | None = None) -> int:
+    """Add a WAITING token when none waits and live trials < n_trials; the very first token of a study may carry
+    fixed params (the defaults). One token at a time keeps the unfinished trials, which every claim and every
+    sample reads again, as few as the running ones. ``trials``: the study's trials if just read. Call it under
+    :func:`budget_lock`."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    if any(t.state == TrialState.WAITING for t in trials) or sum(t.state in LIVE for t in trials) >= n_trials:
+        return 0
+    params = first_params if first_params and not trials else {}
+    study.enqueue_trial(params, user_attrs={"defaults": True} if params else None)
+    return 1
 
 
 def claim(study: optuna.Study) -> optuna.Trial | None:

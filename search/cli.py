@@ -21,6 +21,7 @@ _state = {"debug": False}
 
 StudyOpt = typer.Option(..., "--study", help="study name (studies/NAME.yaml) or path to a study file")
 StorageOpt = typer.Option(None, "--storage", help="RDB URL; default $SEARCH_STORAGE, else sqlite:///studies.db")
+PlainOpt = typer.Option(False, "--plain", help="plain progress lines even on a terminal (elsewhere they always are)")
 
 
 @app.callback()
@@ -36,17 +37,17 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
         trials_per_gpu: int = typer.Option(1, "--trials-per-gpu", min=1, help="workers sharing each GPU"),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after SEC"),
         no_wandb: bool = typer.Option(False, "--no-wandb", help="do not mirror trials to W&B"),
-        output: Path = typer.Option(Path("runs"), "--output", help="trial outputs (checkpoints, metrics)")) -> None:
+        output: Path = typer.Option(Path("runs"), "--output", help="trial outputs (checkpoints, metrics)"),
+        plain: bool = PlainOpt) -> None:
     """Create or resume a study and run it until it holds N finished trials."""
     from .launcher import run_study
+    from .objective import WorkerStopped
     from .storage import resolve_url
     from .study_config import load_study
 
-    from .objective import WorkerStopped
-
     try:
         s = run_study(load_study(study), resolve_url(storage), n_trials, workers, output, not no_wandb, timeout,
-                      trials_per_gpu)
+                      trials_per_gpu, plain=plain)
     except WorkerStopped as e:
         print(f"stopped by {e}; the running trial was marked and re-queued: rerun the command to resume",
               file=sys.stderr)
@@ -63,16 +64,20 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
            worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
            timeout: Optional[float] = typer.Option(None, "--timeout"),
            no_wandb: bool = typer.Option(False, "--no-wandb"),
-           output: Path = typer.Option(Path("runs"), "--output")) -> None:
+           output: Path = typer.Option(Path("runs"), "--output"), plain: bool = PlainOpt,
+           progress_to_store: bool = typer.Option(False, "--progress-to-store", hidden=True,
+                                                  help="for `search run`'s board: epochs to the store")) -> None:
     """One worker: pull trials from the store until the study's budget is met (one per GPU, any machine)."""
     from .objective import WorkerStopped
+    from .progress import worker_display
     from .storage import resolve_url
     from .study_config import load_study
     from .worker import work
 
     try:
         r = work(load_study(study), resolve_url(storage), n_trials=n_trials, output_root=output,
-                 use_wandb=not no_wandb, timeout=timeout, worker_index=worker_index)
+                 use_wandb=not no_wandb, timeout=timeout, worker_index=worker_index,
+                 display=worker_display(plain, to_store=progress_to_store))
     except WorkerStopped as e:
         print(f"worker stopped by {e}; its running trial was marked and re-queued", file=sys.stderr)
         raise typer.Exit(143) from None
@@ -86,17 +91,20 @@ def train(config: Path = typer.Option(..., "--config", help="training config or 
                                          "train.full_data_epochs epochs (an export's best epoch); no validation"),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds: one run each, under "
                                               "OUTPUT/seed-N, then each macro-F1 and the mean +- std"),
-          as_json: bool = typer.Option(False, "--json", help="print the result as one JSON line last")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="print the result as one JSON line last"),
+          plain: bool = PlainOpt) -> None:
     """Train one configuration (or one per seed)."""
     from training import fit
 
+    from .progress import epoch_display
     from .runs import parse_seeds, print_runs, progress_printer, read_run_config
 
     cfg = read_run_config(config)
-    progress = progress_printer(cfg.train.full_data_epochs or cfg.train.epochs if full_data else cfg.train.epochs,
-                                as_json)
+    epochs = cfg.train.full_data_epochs or cfg.train.epochs if full_data else cfg.train.epochs
+    shown = (progress_printer(epochs, as_json), epochs, plain, sys.stderr if as_json else sys.stdout)
     if seeds is None:
-        r = fit(cfg, output, progress, full_data=full_data)
+        with epoch_display(*shown) as progress:
+            r = fit(cfg, output, progress, full_data=full_data)
         r.pop("history")
         if as_json:
             print(json.dumps(r))
@@ -108,9 +116,10 @@ def train(config: Path = typer.Option(..., "--config", help="training config or 
                   f"{r['accuracy']:.4f}; outputs in {r['output_dir']}")
         return
     runs = {}
-    for seed in parse_seeds(seeds):
-        run_cfg = cfg.model_copy(update={"seed": seed})  # same split (data.split_seed), new init and augmentation
-        runs[seed] = fit(run_cfg, output / f"seed-{seed}", progress, full_data=full_data)
+    with epoch_display(*shown) as progress:
+        for seed in parse_seeds(seeds):
+            run_cfg = cfg.model_copy(update={"seed": seed})  # same split (data.split_seed), new init and augmentation
+            runs[seed] = fit(run_cfg, output / f"seed-{seed}", progress, full_data=full_data)
     print_runs(runs, "seed", as_json)
 
 
@@ -119,7 +128,8 @@ def cv(config: Path = typer.Option(..., "--config", help="training config or stu
        folds: int = typer.Option(..., "--folds", help="k: stratified folds, grouped by person (mask) or "
                                  "data.group_column (csv)"),
        output: Path = typer.Option(Path("runs/cv"), "--output"),
-       as_json: bool = typer.Option(False, "--json", help="the last line is {\"folds\": [...], \"mean\", \"std\"}")) -> None:
+       as_json: bool = typer.Option(False, "--json",
+                                    help="the last line is {\"folds\": [...], \"mean\", \"std\"}")) -> None:
     """Cross-validate one configuration: one normal run per fold, under OUTPUT/fold-i."""
     from training.cv import cross_validate
 
@@ -177,7 +187,8 @@ def status(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
 
 @app.command()
 def best(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
-         export: Optional[Path] = typer.Option(None, "--export", help="write the winner's training config here")) -> None:
+         export: Optional[Path] = typer.Option(None, "--export",
+                                               help="write the winner's training config here")) -> None:
     """Show the best trial; --export writes a config that `search train --config` retrains."""
     from .export import best_trial, export_best
 
@@ -186,6 +197,17 @@ def best(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
     print(f"best: trial {t.number} macro_f1 {t.value:.4f} {t.params}")
     if export:
         print(f"wrote {export}; retrain with: search train --config {export}")
+
+
+@app.command()
+def report(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
+           out: Path = typer.Option(..., "--out", help="folder for index.html and its PNGs (made if missing)")) -> None:
+    """One offline HTML page of a study: history, importances, slices, pruning, cost, the best trial's classes."""
+    from .report import write_report
+
+    r = write_report(_open(study, storage), out)
+    left = f"; left out (the page says why): {', '.join(s.title for s in r.left_out)}" if r.left_out else ""
+    print(f"wrote {r.page} with {len(r.images)} figures{left}")
 
 
 class Vote(str, Enum):
@@ -239,16 +261,25 @@ def ensemble(study: str = StudyOpt, top_k: int = typer.Option(..., "--top-k", he
 
 @app.command()
 def dashboard(storage: Optional[str] = StorageOpt, host: str = typer.Option("127.0.0.1", "--host"),
-              port: int = typer.Option(8080, "--port")) -> None:
-    """optuna-dashboard on our store (binds 127.0.0.1 unless told otherwise)."""
+              port: int = typer.Option(8080, "--port"),
+              artifacts: Optional[str] = typer.Option(None, "--artifacts", help="artifact store: a folder or "
+                                                      "s3://BUCKET (default: the one the studies recorded, else "
+                                                      "./runs/artifacts)")) -> None:
+    """optuna-dashboard on our store and its artifacts (binds 127.0.0.1 unless told otherwise)."""
     from optuna_dashboard import run_server
 
+    from .artifacts import open_store, served_location
     from .storage import open_storage, redact, resolve_url
 
     url = resolve_url(storage)
     st = open_storage(url, must_exist=True)  # before the banner: a bad URL must not announce a server that never starts
+    location, others = served_location(st, artifacts)
+    store = open_store(location) if location else None
     print(f"optuna-dashboard for {redact(url)} at http://{host}:{port}/", flush=True)
-    run_server(st, host=host, port=port)
+    print(f"artifacts: {location or 'none found (pass --artifacts PATH)'}"
+          + (f"; other studies keep theirs in {', '.join(others)} (pass --artifacts to serve one)" if others else ""),
+          flush=True)
+    run_server(st, host=host, port=port, artifact_store=store)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from .errors import SearchError
 
-__all__ = ["top_run_folders", "ensemble"]
+__all__ = ["top_run_folders", "models_of", "ensemble"]
 
 
 def top_run_folders(study: optuna.Study, k: int) -> list[tuple[int, Path]]:
@@ -34,9 +34,17 @@ def top_run_folders(study: optuna.Study, k: int) -> list[tuple[int, Path]]:
     return out
 
 
+def models_of(folder: Path) -> list[Path]:
+    """The run folders a trial trained: itself, or with ``cv:`` its folds (``fold-i``), one model each."""
+    folds = sorted((p for p in folder.glob("fold-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    return folds if folds and not (folder / "best.pt").is_file() else [folder]
+
+
 def ensemble(study: optuna.Study, k: int, images: Path, out: Path, *, how: str = "soft", tta: str | None = None):
-    """Predict ``images`` with the top-k trials' best.pt and vote; returns (trial numbers, the Prediction)."""
+    """Predict ``images`` with the top-k trials' best.pt (a cross-validated trial's: every fold's) and vote;
+    returns (trial numbers, the Prediction)."""
     from training.inference import predict
 
     picked = top_run_folders(study, k)
-    return [n for n, _ in picked], predict([f for _, f in picked], images, out, tta=tta, how=how)
+    runs = [run for _, folder in picked for run in models_of(folder)]
+    return [n for n, _ in picked], predict(runs, images, out, tta=tta, how=how)

@@ -7,6 +7,8 @@ from pathlib import Path
 import optuna
 import yaml
 
+from training.files import write_atomic
+
 from .errors import SearchError
 
 __all__ = ["best_trial", "best_or_none", "export_best"]
@@ -41,5 +43,5 @@ def export_best(study: optuna.Study, path: Path) -> optuna.trial.FrozenTrial:
     header = (f"# study '{study.study_name}', trial {t.number}: macro_f1 {t.value:.6f} at epoch "
               f"{best_epoch}\n# retrain: search train --config {path.name}   (on all the data: --full-data)\n"
               f"# searched: {', '.join(f'{k}={v}' for k, v in t.params.items())}\n")
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    write_atomic(path, header + yaml.safe_dump(cfg, sort_keys=False))
     return t

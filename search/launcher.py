@@ -20,6 +20,7 @@ from training.runtime import resolve_runtime
 from .budget import counts
 from .errors import SearchError
 from .objective import WorkerStopped
+from .progress import LauncherDisplay, live_output, worker_display
 from .status import study_status
 from .storage import open_storage, redact
 from .study_config import StudyConfig
@@ -75,14 +76,15 @@ RESTARTS_PER_WORKER = 3  # a worker that keeps getting killed is given up on
 
 
 def _worker_process(sc: StudyConfig, url: str, n_trials: int, i: int, k: int, output: Path, use_wandb: bool,
-                    timeout: float | None, trials_per_gpu: int) -> subprocess.Popen:
+                    timeout: float | None, trials_per_gpu: int,
+                    display: LauncherDisplay | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "search", "worker", "--study", str(sc.path), "--n-trials", str(n_trials),
            "--worker-index", str(i), "--output", str(output)]
     cmd += ["--no-wandb"] if not use_wandb else []
     cmd += ["--timeout", str(timeout)] if timeout else []
     env = worker_env(i, k, trials_per_gpu)
     env["SEARCH_STORAGE"] = url  # by environment, not on the command line, where `ps` shows a password to all
-    return subprocess.Popen(cmd, env=env)
+    return display.popen(cmd, env) if display else subprocess.Popen(cmd, env=env)
 
 
 def _signal_name(n: int) -> str:
@@ -100,13 +102,14 @@ def describe_exits(codes: list[int]) -> str:
 
 
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
-           timeout: float | None, trials_per_gpu: int) -> list[int]:
+           timeout: float | None, trials_per_gpu: int, display: LauncherDisplay | None = None) -> list[int]:
     """Run K workers until all have exited; returns their exit codes (negative: killed by that signal; 0 for
     one that stopped cleanly on a stop signal while another failed). One killed by a signal (the OOM killer, a
     segfault in a native library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial
     goes stale and a worker retries it. One that exits with an error of its own (exit 1: a budget or store
     error it printed) is not: a new one would stop the same way."""
-    start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu)  # noqa: E731
+    start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu,  # noqa: E731
+                                      display)
     procs: list[subprocess.Popen] = []
     stopped_by: list[signal.Signals] = []
 
@@ -135,6 +138,8 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
                         procs[i].send_signal(stopped_by[0])
                 else:
                     codes[i] = code
+            if display is not None:
+                display.tick()
             time.sleep(0.2)
     finally:
         for s, h in old.items():
@@ -147,7 +152,8 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
 
 
 def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
-              use_wandb: bool, timeout: float | None, trials_per_gpu: int = 1) -> dict:
+              use_wandb: bool, timeout: float | None, trials_per_gpu: int = 1, plain: bool = False) -> dict:
+    """``plain``: plain lines even on a terminal (search/progress draws a live board there otherwise)."""
     preflight(sc)
     storage = open_storage(url)
     study = open_study(sc, storage, url)
@@ -161,17 +167,21 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
     t0 = time.perf_counter()
     if k == 1:
         os.environ.setdefault("SEARCH_NUM_THREADS", str(os.cpu_count() or 1))
-        work(sc, url, n_trials=budget, output_root=output, use_wandb=use_wandb, timeout=timeout, worker_index=0)
+        work(sc, url, n_trials=budget, output_root=output, use_wandb=use_wandb, timeout=timeout, worker_index=0,
+             display=worker_display(plain, workers=1))
     else:
-        codes = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu)
+        with LauncherDisplay(live_output(sys.stdout, plain), study, budget, k) as display:
+            codes = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu, display)
         if any(codes):
             raise SearchError(f"{describe_exits(codes)}; see the output above. "
                               f"Rerun the same command to resume the study")
     st = study_status(optuna.load_study(study_name=sc.name, storage=storage))
     c = st["counts"]
-    summary = {"study": sc.name, "storage": redact(url), "budget": budget, "seconds": round(time.perf_counter() - t0, 1),
+    summary = {"study": sc.name, "storage": redact(url), "budget": budget,
+               "seconds": round(time.perf_counter() - t0, 1),
                "complete": c.get("complete", 0), "pruned": c.get("pruned", 0), "failed": c.get("fail", 0),
                "running": c.get("running", 0)}
     if st["best"]:
-        summary.update(best_value=st["best"]["value"], best_trial=st["best"]["number"], best_params=st["best"]["params"])
+        best = st["best"]
+        summary.update(best_value=best["value"], best_trial=best["number"], best_params=best["params"])
     return summary

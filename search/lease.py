@@ -22,7 +22,6 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from .budget import budget_lock, claim_waiting, top_up
-from .export import best_or_none
 from .heartbeat import Heartbeat
 from .resilience import with_store_retry
 from .storage import RetryCallback
@@ -46,9 +45,13 @@ class Survey:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What the lease does around the trial: print a line, explain a failure, free memory."""
+    """What the lease does around the trial: print a line, explain a failure, act on the outcome just before it
+    is told (``telling``: what must be attached to the trial while it can still take it, e.g. artifacts) and
+    after (``ended``: retention), free memory. Each runs once; their errors are logged, never fatal."""
     say: Callable[[str], None] = print
     explain: Callable[[Exception], str] = lambda e: reason_of(e)
+    telling: Callable[[Lease], None] = lambda lease: None
+    ended: Callable[[Lease], None] = lambda lease: None
     cleanup: Callable[[], None] = lambda: None
 
 
@@ -56,24 +59,33 @@ def claim(study: optuna.Study, storage, budget: int, max_failures: int, first_pa
           hooks: Hooks = Hooks()) -> tuple[Survey, Lease | None]:
     """Under the study lock: fail stale trials, count, top up, claim. No lease when the budget is met, too many
     trials failed, or every token is taken by a running trial (one of them may still die and be re-queued)."""
+    study.get_trials(deepcopy=False)  # outside the lock: the first read of a long study's finished trials, which
+    # the study caches (later reads fetch only unfinished and new trials)
     with budget_lock(storage, storage.url, study.study_name):
         fail_stale_trials(study)
-        survey = _survey(study)
+        trials = study.get_trials(deepcopy=False)
+        survey = _survey(trials)
         if survey.done >= budget or len(survey.failed) >= max_failures:
             return survey, None
-        top_up(study, budget, first_params)
+        top_up(study, budget, first_params, trials)
         trial, trial_id = claim_waiting(study, storage) or (None, None)
     if trial is None:
         return survey, None
     return survey, Lease(study, storage, trial, trial_id, hooks)
 
 
-def _survey(study: optuna.Study) -> Survey:
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-              if t.user_attrs.get("fail_reason") and not t.user_attrs.get("requeued")]
-    best = best_or_none(study)
-    return Survey(done, failed, None if best is None else best.value)
+def _survey(trials: list[FrozenTrial]) -> Survey:
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    retried = _retried(trials)  # re-queued (stopped, or gone stale): not lost, and not a failure of its own
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")
+              and t.number not in retried]
+    best = max((t.value for t in trials if t.state == TrialState.COMPLETE), default=None)
+    return Survey(done, failed, best)
+
+
+def _retried(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that some trial re-runs (Optuna's retry history, kept on each retry)."""
+    return {n for t in trials for n in RetryCallback.retry_history(t)}
 
 
 @dataclass
@@ -120,6 +132,11 @@ class Lease:
         frozen = self.frozen()
         return frozen if RetryCallback.retried_trial_number(frozen) is not None else None
 
+    @property
+    def mirror(self):
+        """The trial's W&B run (attach), until the lease finishes it."""
+        return self._mirror
+
     def attach(self, mirror):
         """The trial's W&B run, finished with the trial's state when the lease ends."""
         self._mirror = mirror
@@ -137,20 +154,16 @@ class Lease:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self._heartbeat is not None:
-            self._heartbeat.__exit__(None, None, None)
-        try:
-            return self._end(exc)
+        try:  # the heartbeat goes on until the end is told: a tell that waits out an outage must not let
+            return self._end(exc)  # another worker fail the trial as stale meanwhile
         finally:
+            if self._heartbeat is not None:
+                self._heartbeat.__exit__(None, None, None)
             self.hooks.cleanup()
 
     def _end(self, exc: BaseException | None) -> bool:
         if isinstance(exc, UpdateFinishedTrialError):
-            # the store was away longer than the heartbeat grace: another worker failed this trial and
-            # re-queued it (the retry resumes from our checkpoint). Nothing to tell, nothing lost or duplicated.
-            self.hooks.say(f"trial {self.number} abandoned: it was re-queued while the store was unreachable")
-            self._finish_mirror("FAIL", {"reason": "re-queued after a storage outage"})
-            return True
+            return self._abandoned()
         if isinstance(exc, (WorkerStopped, KeyboardInterrupt)):
             self._fail("worker stopped by a signal; the trial is re-queued")
             self.store(self._requeue_once, "re-queue")
@@ -165,12 +178,21 @@ class Lease:
             log.debug("trial %d crashed:\n%s", self.number, "".join(traceback.format_exception(exc)))
         elif self.outcome.value is None:
             self._fail("the trial ended without a value")
-        self._tell(self.outcome.state, self.outcome.value)
+        self._hook(self.hooks.telling)
+        if not self._tell(self.outcome.state, self.outcome.value):
+            return self._abandoned()
+        self._hook(self.hooks.ended)
         self._finish_mirror(self.outcome.state.name, self.outcome.summary)
         o = self.outcome
         what = f"macro_f1={o.value:.4f}" if o.value is not None else o.summary.get("reason", "")
         self.hooks.say(f"trial {self.number} {o.state.name} {what} in {time.perf_counter() - self._t0:.1f}s")
         return True
+
+    def _hook(self, hook: Callable[[Lease], None]) -> None:
+        try:
+            hook(self)
+        except Exception as e:  # what comes with a trial's end must not fail the trial or the worker
+            log.warning("trial %d: %s", self.number, reason_of(e))
 
     def _fail(self, reason: str) -> None:
         log.warning("trial %d failed: %s", self.number, reason)
@@ -180,36 +202,45 @@ class Lease:
         except Exception:  # the store may be the thing that failed; the trial still ends
             pass
 
-    def _tell(self, state: TrialState, value: float | None) -> None:
-        """Tell the outcome, waiting out a database outage; a retry after a lost reply finds it already told."""
-        def once() -> None:
+    def _abandoned(self) -> bool:
+        """The store was away longer than the heartbeat grace: another worker failed this trial as stale and
+        re-queued it (the retry resumes from our checkpoint). Nothing to tell, nothing lost or duplicated."""
+        self.hooks.say(f"trial {self.number} abandoned: it was re-queued while the store was unreachable")
+        self._finish_mirror("FAIL", {"reason": "re-queued after a storage outage"})
+        return True
+
+    def _tell(self, state: TrialState, value: float | None) -> bool:
+        """Tell the outcome, waiting out a database outage. False when the trial had already ended otherwise
+        (failed as stale by another worker); a retry after a lost reply finds it ended as told: True."""
+        def once() -> bool:
             try:
                 if state == TrialState.COMPLETE:
                     self.study.tell(self.trial, value)
                 else:
                     self.study.tell(self.trial, state=state)
+                return True
             except (UpdateFinishedTrialError, ValueError) as e:  # "Cannot tell a COMPLETE trial." / "finished"
                 if "cannot tell" not in str(e).lower() and "finished" not in str(e).lower():
                     raise
+                return self.storage.get_trial(self.trial_id).state == state
 
-        self.store(once, "record the end")
+        return self.store(once, "record the end")
 
     def _requeue_once(self) -> None:
         """Under the study lock, where stale trials are failed and retried, so that exactly one of us re-queues
         it; safe to repeat (a store retry): it acts only while the trial is RUNNING, and marks it first."""
         with budget_lock(self.storage, self.storage.url, self.study.study_name):
-            frozen = self.storage.get_trial(self.trial_id)
-            if frozen.state != TrialState.RUNNING:
+            if self.storage.get_trial(self.trial_id).state != TrialState.RUNNING:
                 return
-            if not frozen.user_attrs.get("requeued"):
+            if self.number not in _retried(self.study.get_trials(deepcopy=False)):  # not yet re-queued
                 self._requeue()
             self._tell(TrialState.FAIL, None)
 
     def _requeue(self) -> None:
-        """Mark the trial (the survey does not count a re-queued trial as failed), then put its params back as
-        a WAITING trial, which resumes from its checkpoint."""
-        self.storage.set_trial_user_attr(self.trial_id, "requeued", True)
-        RetryCallback(max_retry=None, inherit_intermediate_values=True)(self.study, self.storage.get_trial(self.trial_id))
+        """Put the trial's params back as a WAITING trial, which resumes from its checkpoint; its retry history
+        names this trial, so the survey does not count this one as a failure."""
+        requeue = RetryCallback(max_retry=None, inherit_intermediate_values=True)
+        requeue(self.study, self.storage.get_trial(self.trial_id))
 
     def _finish_mirror(self, state: str, summary: dict) -> None:
         if self._mirror is not None:

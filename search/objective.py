@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -19,10 +19,12 @@ from training.config import dump_config
 from training.cv import combine, cross_validate
 from training.errors import TrainingError
 
+from .artifacts import for_study as artifacts_of
 from .batch import batch_ceiling
 from .export import best_or_none
 from .lease import Hooks, Lease, WorkerStopped, reason_of
-from .mirror import TrialMirror
+from .mirror import TrialMirror, run_config
+from .progress import WorkerDisplay
 from .resilience import with_store_retry
 from .space import suggest
 from .study_config import StudyConfig
@@ -41,6 +43,7 @@ class TrialContext:
     use_wandb: bool
     tag: str                      # worker tag for progress lines
     best: float | None = None     # the study's best value, for progress lines: refreshed every claim and epoch
+    display: WorkerDisplay = field(default_factory=WorkerDisplay)  # plain lines, a live board, or the store
 
     def refresh_best(self, study: optuna.Study) -> float | None:
         """Other workers finish trials while this one trains: read the study's best again (one ordered query)."""
@@ -57,7 +60,8 @@ class TrialContext:
 
 
 def trial_hooks(ctx: TrialContext) -> Hooks:
-    return Hooks(say=ctx.say, explain=_explain, cleanup=_free_memory)
+    artifacts = artifacts_of(ctx.study_cfg.spec.artifacts, ctx.output_root)
+    return Hooks(say=ctx.say, explain=_explain, telling=artifacts.telling, ended=artifacts.ended, cleanup=_free_memory)
 
 
 def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
@@ -69,24 +73,27 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
         retried = lease.retried_from()
         resume = _resume_point(retried, folds is not None)
         if retried and retried.user_attrs.get("fail_reason"):  # inherited from the attempt this one retries
-            lease.set_attrs(fail_reason=None, requeued=None)
+            lease.set_attrs(fail_reason=None)
         cfg = sc.config_for({**_runtime_overrides(sc), **params}, f"{sc.path} trial {n}")
         ceiling = batch_ceiling(trial.study, cfg)
         lease.set_attrs(config=dump_config(cfg), output_dir=str(out))
-        ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+        params_text = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+        ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: {params_text}")
         w = sc.spec.wandb
         mirror = lease.attach(TrialMirror(ctx.use_wandb and w.enabled, project=w.project or sc.name,
                                           group=w.group or sc.name, name=f"trial-{n}", mode=w.mode,
-                                          config={**params, "trial": n, "study": sc.name},
-                                          directory=ctx.output_root, entity=w.entity))
+                                          config=run_config(dump_config(cfg), params, trial=n, study=sc.name),
+                                          directory=ctx.output_root, entity=w.entity, output_dir=out))
         reports = TrialReports(lease, mirror, cfg.train.epochs, folds, say=ctx.say,
-                               best=lambda: ctx.refresh_best(trial.study))
+                               best=lambda: ctx.refresh_best(trial.study),
+                               progress=ctx.display.trial(lease, ctx.tag, cfg.train.epochs, folds))
         if folds:
             result = combine(cross_validate(cfg, out, folds, epoch_callback=reports.epoch,
                                             fold_callback=reports.fold_done, resume_dir=resume, batch_ceiling=ceiling))
         else:
             result = fit(cfg, out, reports.epoch, resume_from=resume, batch_ceiling=ceiling)
         if result["batch_size"] != cfg.train.batch_size:  # auto / capped: export the size that ran
+            mirror.update_config({"train.batch_size": result["batch_size"]})
             lease.set_attrs(config={**dump_config(cfg), "train": {**dump_config(cfg)["train"],
                                                                   "batch_size": result["batch_size"]}})
         lease.set_attrs(**{k: result[k] for k in RECORDED + (("fold_macro_f1",) if folds else ())})

@@ -15,16 +15,16 @@ import hashlib
 import json
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from training.config import StrictModel
 
 __all__ = ["Param", "Space", "suggest", "defaults", "apply_params", "get_path", "space_hash"]
 
 Scalar = bool | int | float | str | None
 
 
-class Param(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Param(StrictModel):
     type: Literal["float", "int", "categorical"] | None = None
     low: float | None = None
     high: float | None = None

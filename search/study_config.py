@@ -5,30 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from training.config import RunConfig, dump_config, parse_config, read_yaml
+from training.config import RunConfig, StrictModel, dump_config, format_error, parse_config, read_yaml
 from training.errors import ConfigError
 
 from .errors import StudyConfigError
 from .space import Param, apply_params, defaults, get_path, space_hash
 
-__all__ = ["StudyConfig", "load_study", "study_name", "resolve_study_path", "STUDIES_DIR", "is_study_file"]
+__all__ = ["StudyConfig", "load_study", "study_name", "resolve_study_path", "STUDIES_DIR", "is_study_file",
+           "ArtifactsConfig"]
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SamplerConfig(_Strict):
+class SamplerConfig(StrictModel):
     name: Literal["tpe", "random", "qmc"] = "tpe"
     seed: int | None = 0
     n_startup_trials: int = Field(10, ge=0)
 
 
-class PrunerConfig(_Strict):
+class PrunerConfig(StrictModel):
     name: Literal["median", "wilcoxon", "none"] = "median"
     n_startup_trials: int = Field(5, ge=0, description="median: trials that finish before pruning starts")
     n_warmup_steps: int = Field(1, ge=0, description="epochs (folds, with cv) of each trial that are never pruned")
@@ -36,11 +33,11 @@ class PrunerConfig(_Strict):
                                "worse than the best trial's at this significance")
 
 
-class CvConfig(_Strict):
+class CvConfig(StrictModel):
     folds: int = Field(ge=2, le=20, description="each trial trains one run per fold; its value is their mean")
 
 
-class WandbConfig(_Strict):
+class WandbConfig(StrictModel):
     enabled: bool = True
     project: str | None = None          # default: the study name
     group: str | None = None            # default: the study name
@@ -48,14 +45,29 @@ class WandbConfig(_Strict):
     mode: Literal["auto", "offline", "online"] = Field("auto", description="auto: online when an API key is set")
 
 
-class Reliability(_Strict):
+class Reliability(StrictModel):
     heartbeat_seconds: int = Field(10, ge=1, description="a RUNNING trial silent for 3x this (plus 1 s on SQLite, "
                                    "whose clock has whole seconds) is failed and retried")
     max_retries: int = Field(3, ge=0, description="retries of a trial whose worker died")
     max_failures: int | None = Field(None, ge=1, description="stop when this many trials failed; default: n_trials")
 
 
-class StudyFile(_Strict):
+class ArtifactsConfig(StrictModel):
+    path: str | None = Field(None, description="the artifact store's folder; default: <output root>/artifacts, "
+                             "beside the trial outputs")
+    s3_bucket: str | None = Field(None, description="keep the artifacts in this S3 bucket (boto3's credentials) "
+                                  "instead of a folder")
+    keep_top_k: int = Field(3, ge=0, description="the best completed trials whose best.pt stays in the store")
+
+    @model_validator(mode="after")
+    def _one_store(self) -> ArtifactsConfig:
+        if self.path is not None and self.s3_bucket is not None:
+            raise ValueError(f"path = {self.path!r} and s3_bucket = {self.s3_bucket!r} name two stores; keep one "
+                             "of them")
+        return self
+
+
+class StudyFile(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     n_trials: int = Field(20, ge=1)
@@ -68,6 +80,7 @@ class StudyFile(_Strict):
     cv: CvConfig | None = None
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     reliability: Reliability = Field(default_factory=Reliability)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
 
 
 class StudyConfig:
@@ -126,14 +139,7 @@ def load_study(name_or_path: str) -> StudyConfig:
     try:
         spec = StudyFile.model_validate(raw)
     except ValidationError as err:
-        e = err.errors()[0]
-        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
-            from training.registry import suggest
-
-            valid = sorted(StudyFile.model_fields)
-            raise StudyConfigError(f"{path}: unknown key '{e['loc'][0]}'{suggest(str(e['loc'][0]), valid)}; "
-                                   f"valid keys: {', '.join(valid)}") from None
-        raise StudyConfigError(_format(err, path)) from None
+        raise StudyConfigError(format_error(err, str(path), raw, root=StudyFile)) from None
     try:
         base = dump_config(parse_config(spec.training, str(path), prefix=("training",)))
     except ConfigError as e:
@@ -141,38 +147,44 @@ def load_study(name_or_path: str) -> StudyConfig:
     if spec.pruner.name == "wilcoxon" and spec.cv is None:
         raise StudyConfigError(f"{path}: pruner.name = 'wilcoxon' compares fold scores, but the study has no cv; "
                                "add `cv: {folds: 5}` or use pruner.name: median")
+    _check_cv_pruner(spec, path)
     study = StudyConfig(spec, base, path)
     _check_space(study)
     return study
 
 
+def _check_cv_pruner(spec: StudyFile, path: Path) -> None:
+    """With cv the pruner sees one score per fold, and the last fold is never pruned: say so when a setting
+    leaves nothing it could prune."""
+    p, cv = spec.pruner, spec.cv
+    if cv is None or p.name == "none":
+        return
+    prunable = cv.folds - 1
+    if p.n_warmup_steps >= prunable:
+        raise StudyConfigError(f"{path}: pruner.n_warmup_steps = {p.n_warmup_steps} with cv.folds = {cv.folds}: "
+                               f"folds 1..{p.n_warmup_steps} are never pruned and fold {cv.folds} completes the "
+                               f"trial, so nothing can be pruned; use n_warmup_steps below {prunable}, or "
+                               "pruner.name: none")
+    if p.name == "wilcoxon" and 0.5 ** prunable >= p.p_threshold:
+        need = prunable + 1
+        while 0.5 ** (need - 1) >= p.p_threshold:
+            need += 1
+        raise StudyConfigError(f"{path}: pruner.name = 'wilcoxon' with cv.folds = {cv.folds} can never prune: the "
+                               f"smallest one-sided p-value of {prunable} folds is {0.5 ** prunable:.3g}, not below "
+                               f"p_threshold {p.p_threshold}; use cv.folds >= {need}, raise pruner.p_threshold, or "
+                               "pruner.name: median")
+
+
 def _nameless(path: Path, raw: dict) -> str:
     """A file with ``training:`` and no ``name`` is often a training config pasted with its study's wrapper."""
+    if not raw:
+        return f"{path}: the file is empty; a study file has a name, a training config and a search_space " \
+            "(see studies/)"
     if "search_space" in raw:
         return f"{path}: the study file has no 'name'; add a top-level line such as `name: {path.stem}`"
     return (f"{path}: looks like a study file without a 'name', or a training config wrapped in 'training:'; "
             f"for a study add a top-level `name: {path.stem}`, for a training config remove the `training:` line "
             "and un-indent the keys under it")
-
-
-def _format(err: ValidationError, path: Path) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    if e["type"] == "extra_forbidden":
-        from training.registry import suggest
-
-        field = StudyFile.model_fields.get(str(e["loc"][0]))  # the section (sampler, pruner, ...) holding the key
-        sub = field.annotation if field else None
-        valid = sorted(Param.model_fields) if e["loc"][0] == "search_space" else \
-            sorted(sub.model_fields) if isinstance(sub, type) and issubclass(sub, BaseModel) else []
-        return f"{path}: unknown key '{loc}'{suggest(str(e['loc'][-1]), valid)}" + \
-            (f"; valid keys: {', '.join(valid)}" if valid else "") + more
-    if e["type"] == "missing":
-        return f"{path}: missing required key '{loc}'{more}"
-    msg = e["msg"].removeprefix("Value error, ")
-    shown = "" if isinstance(e.get("input"), dict) else f" = {e.get('input')!r}"
-    return f"{path}: {loc}{shown}: {msg}{more}"
 
 
 def _check_space(study: StudyConfig) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import optuna
 
+from .mirror import per_class_metrics
+
 __all__ = ["TrialReports"]
 
 EPOCH_KEYS = ("macro_f1", "accuracy", "train_loss", "val_loss", "lr", "images_per_second")
@@ -18,9 +20,11 @@ EPOCH_KEYS = ("macro_f1", "accuracy", "train_loss", "val_loss", "lr", "images_pe
 
 class TrialReports:
     def __init__(self, lease, mirror, epochs: int, folds: int | None,
-                 say: Callable[[str], None], best: Callable[[], float | None]) -> None:
+                 say: Callable[[str], None], best: Callable[[], float | None], progress=None) -> None:
+        """``progress``: where a live display takes each epoch (search/progress.py); without one, each epoch is
+        a line through ``say``."""
         self.lease, self.mirror, self.epochs, self.folds = lease, mirror, epochs, folds
-        self.say, self.best = say, best
+        self.say, self.best, self.progress = say, best, progress
         self.fold = 0
 
     def epoch(self, epoch: int, m: dict) -> None:
@@ -29,11 +33,15 @@ class TrialReports:
             self.lease.report(m["macro_f1"], epoch)
         # one W&B step axis across folds: fold i's epochs follow fold i-1's
         step = self.fold * self.epochs + epoch
-        self.mirror.log({k: m[k] for k in EPOCH_KEYS} | {"epoch": epoch, **self._fold_key()}, step=step)
-        best = self.best()
-        fold = f" fold {self.fold + 1}/{self.folds}" if self.folds else ""
-        self.say(f"trial {n}{fold} epoch {epoch}/{self.epochs} macro_f1={m['macro_f1']:.4f} "
-                 f"loss={m['train_loss']:.4f} (study best {'-' if best is None else f'{best:.4f}'})")
+        self.mirror.log({k: m[k] for k in EPOCH_KEYS} | per_class_metrics(m["per_class_f1"])
+                        | {"epoch": epoch, **self._fold_key()}, step=step)
+        if self.progress is not None:
+            self.progress.epoch(epoch, m, self.fold)
+        else:
+            best = self.best()
+            fold = f" fold {self.fold + 1}/{self.folds}" if self.folds else ""
+            self.say(f"trial {n}{fold} epoch {epoch}/{self.epochs} macro_f1={m['macro_f1']:.4f} "
+                     f"loss={m['train_loss']:.4f} (study best {'-' if best is None else f'{best:.4f}'})")
         if self.folds is None and not m["final"]:
             self._prune_if_told(f"epoch {epoch}", m["macro_f1"])
 

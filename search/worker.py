@@ -18,13 +18,15 @@ from .budget import counts
 from .errors import BudgetError, StorageError
 from .lease import claim
 from .objective import TrialContext, WorkerStopped, run_trial, trial_hooks
+from .progress import WorkerDisplay
 from .resilience import with_store_retry
 from .storage import open_storage, redact
 from .study_config import StudyConfig
 
-__all__ = ["open_study", "work", "budget_of", "WorkerResult", "optuna_warmup_steps"]
+__all__ = ["open_study", "work", "budget_of", "WorkerResult", "optuna_warmup_steps", "METRIC"]
 
 log = logging.getLogger(__name__)
+METRIC = "macro_f1"  # the objective: the best epoch's validation macro-F1 (the folds' mean with cv)
 
 
 def _sampler(sc: StudyConfig, worker_index: int | None, n_existing: int = 0) -> optuna.samplers.BaseSampler:
@@ -62,6 +64,8 @@ def optuna_warmup_steps(warmup_epochs: int) -> int:
 def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None) -> optuna.Study:
     study = optuna.create_study(study_name=sc.name, storage=storage, direction="maximize",
                                 sampler=_sampler(sc, worker_index), pruner=_pruner(sc), load_if_exists=True)
+    if study.metric_names != [METRIC]:  # the dashboard, Optuna's CLI and exports show the name, not "Objective 0"
+        study.set_metric_names([METRIC])
     n_existing = len(study.get_trials(deepcopy=False))
     if n_existing:
         study.sampler = _sampler(sc, worker_index, n_existing)
@@ -115,15 +119,18 @@ def _stop_signals():
 
 
 def work(sc: StudyConfig, url: str, *, n_trials: int | None = None, output_root: Path = Path("runs"),
-         use_wandb: bool = True, timeout: float | None = None, worker_index: int | None = None) -> WorkerResult:
-    """Claim and run trials until ``complete + pruned >= budget``; a bad trial never ends the loop."""
+         use_wandb: bool = True, timeout: float | None = None, worker_index: int | None = None,
+         display: WorkerDisplay | None = None) -> WorkerResult:
+    """Claim and run trials until ``complete + pruned >= budget``; a bad trial never ends the loop.
+    ``display``: how trials are shown (search/progress); default: plain lines."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with _stop_signals():
-        return _work(sc, url, n_trials, output_root, use_wandb, timeout, worker_index)
+    display = display or WorkerDisplay()
+    with _stop_signals(), display:
+        return _work(sc, url, n_trials, output_root, use_wandb, timeout, worker_index, display)
 
 
 def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, use_wandb: bool,
-          timeout: float | None, worker_index: int | None) -> WorkerResult:
+          timeout: float | None, worker_index: int | None, display: WorkerDisplay) -> WorkerResult:
     apply_gpu_share()
     rel = sc.spec.reliability
     storage = open_storage(url, heartbeat_seconds=rel.heartbeat_seconds, max_retries=rel.max_retries)
@@ -131,7 +138,8 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
     budget = budget_of(study, sc, n_trials)
     max_failures = rel.max_failures or budget
     tag = f"w{worker_index if worker_index is not None else os.getpid()}"
-    ctx = TrialContext(sc, storage, Path(output_root), use_wandb, tag)
+    ctx = TrialContext(sc, storage, Path(output_root), use_wandb, tag, display=display)
+    display.watch(study, budget)
     first = sc.default_params() if sc.spec.seed_trials_with_defaults else None
     deadline = time.monotonic() + timeout if timeout else None
     ran = 0

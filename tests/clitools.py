@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # each process its own W&B service
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", SEARCH_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env

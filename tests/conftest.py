@@ -28,6 +28,19 @@ def _isolated_env(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """A test that runs W&B in this process starts a W&B service and names it in WANDB_SERVICE, which every later
+    subprocess would inherit and log its runs through, a service that the test's end leaves half torn down
+    (a later test's workers then wrote no run files). Each test's W&B stays its own."""
+    yield
+    if "WANDB_SERVICE" in os.environ:
+        import wandb
+
+        wandb.teardown()
+        os.environ.pop("WANDB_SERVICE", None)
+
+
 def _pg_admin():
     import sqlalchemy
 
@@ -60,7 +73,8 @@ def pg_url(pg_server):
     yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     with pg_server.connect() as c:
         c.execute(sqlalchemy.text(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
         c.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 

@@ -71,7 +71,8 @@ def save_image(arr: np.ndarray, path: str | Path, mode: str | None = None) -> Pa
         im = im.quantize(colors=16)
     elif mode not in (None, "RGB"):
         raise ValueError(f"unknown mode {mode}")
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".webp": "WEBP"}[p.suffix.lower()]
+    formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".webp": "WEBP"}
+    fmt = formats[p.suffix.lower()]
     if fmt == "JPEG" and im.mode not in ("RGB", "L"):
         raise ValueError(f"JPEG cannot hold mode {im.mode}; use .png")
     kw = {"quality": 95} if fmt == "JPEG" else {}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from incli import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +171,8 @@ CASES = [
           "data.val_fraction = 0", "greater than 0"),
     tcase("train-val_fraction-1", train_yaml(data={**TRAIN["data"], "val_fraction": 1}),
           "data.val_fraction = 1", "less than 1"),
-    tcase("train-val_fraction-leaves-train-empty", train_yaml(data={**TRAIN["data"], "limit": 20, "val_fraction": 0.99}),
+    tcase("train-val_fraction-leaves-train-empty",
+          train_yaml(data={**TRAIN["data"], "limit": 20, "val_fraction": 0.99}),
           "data.val_fraction = 0.99 on 20 images", "leaves the train side empty", "use a val_fraction between"),
     tcase("train-config-wrapped-in-training", yaml.safe_dump({"training": TRAIN}, sort_keys=False),
           "looks like a study file without a 'name'", "training config wrapped in 'training:'",
@@ -229,7 +231,8 @@ CASES = [
           "'photos' has 1 class folder", "at least 2", files=folder(cat=[RED, RED, RED])),
     tcase("data-image-corrupt", train_yaml(data=data(source="imagefolder", root="photos", on_bad_image="fail")),
           "photos/dog/bad.png", "cannot read image", "data.on_bad_image: skip",
-          files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE]), "photos/dog/bad.png": b"\x89PNG\r\n\x1a\nnot really"}),
+          files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE]),
+                 "photos/dog/bad.png": b"\x89PNG\r\n\x1a\nnot really"}),
     tcase("data-image-zero-bytes", train_yaml(data=data(source="imagefolder", root="photos", on_bad_image="fail")),
           "photos/cat/empty.png", "0 bytes", "data.on_bad_image: skip",
           files={**folder(cat=[RED, RED, RED], dog=[BLUE, BLUE, BLUE]), "photos/cat/empty.png": b""}),
@@ -257,11 +260,16 @@ CASES = [
          ("data.folds = 3", "only 2 groups", "use at most 2 folds"),
          {"cfg.yaml": train_yaml(data=data(source="csv", file="labels.csv", label_columns=["label"],
                                            group_column="who")),
-          "labels.csv": "path,label,who\n" + "".join(f"{i}.png,{'cat' if i % 2 else 'dog'},{'ann' if i < 4 else 'bob'}\n"
-                                                     for i in range(8)),
+          "labels.csv": "path,label,who\n" + "".join(
+              f"{i}.png,{'cat' if i % 2 else 'dog'},{'ann' if i < 4 else 'bob'}\n" for i in range(8)),
           **{f"{i}.png": RED if i % 2 else BLUE for i in range(8)}}),
     Case("train-seeds-not-integers", TRAIN_ARGS + ("--seeds", "0,one"), ("--seeds '0,one'", "e.g. 0,1,2"),
          {"cfg.yaml": train_yaml()}),
+    scase("study-wilcoxon-too-few-folds", study_yaml(pruner={"name": "wilcoxon"}, cv={"folds": 3}),
+          "cv.folds = 3 can never prune", "0.25, not below p_threshold 0.1", "use cv.folds >= 5"),
+    scase("study-cv-warmup-covers-every-fold", study_yaml(pruner={"name": "median", "n_warmup_steps": 4},
+                                                          cv={"folds": 5}),
+          "pruner.n_warmup_steps = 4 with cv.folds = 5", "nothing can be pruned", "below 4"),
     scase("study-wilcoxon-without-cv", study_yaml(pruner={"name": "wilcoxon"}),
           "pruner.name = 'wilcoxon'", "add `cv: {folds: 5}`"),
     tcase("data-mask-folder-bad-name", train_yaml(data=data(source="mask", root="images")),
@@ -283,6 +291,10 @@ CASES = [
           "unknown key 'wandb.projet'", "did you mean 'project'"),
     scase("study-key-reliability", study_yaml(reliability={"heartbeat_secs": 5}),
           "unknown key 'reliability.heartbeat_secs'", "did you mean 'heartbeat_seconds'"),
+    scase("study-key-artifacts", study_yaml(artifacts={"keep_top": 2}),
+          "unknown key 'artifacts.keep_top'", "did you mean 'keep_top_k'"),
+    scase("study-artifacts-two-stores", study_yaml(artifacts={"path": "arts", "s3_bucket": "b"}),
+          "study.yaml: artifacts:", "path = 'arts' and s3_bucket = 'b' name two stores", "keep one"),
     scase("study-key-training-optimzer", study_yaml(training={"optimzer": {"lr": 0.01}}),
           "unknown key 'training.optimzer'", "did you mean 'optimizer'"),
     scase("study-key-training-optimizer-lrr", study_yaml(training={"optimizer": {"lrr": 0.01}}),
@@ -323,6 +335,9 @@ CASES = [
     pcase("predict-info-csv-without-ImageID", ("--run", "run", "--images", "eval"),
           "eval/info.csv", "no 'ImageID' column", "the header has id, ans", "columns ImageID,ans",
           files={"eval/info.csv": "id,ans\na.png,\n", "eval/images/a.png": RED}),
+    pcase("predict-info-csv-short-row", ("--run", "run", "--images", "eval"),
+          "eval/info.csv", "row 3 has no ImageID", "remove the row",
+          files={"eval/info.csv": "ans,ImageID\n0,a.png\n1\n", "eval/images/a.png": RED}),
     pcase("predict-run-without-checkpoint", ("--run", "run", "--images", "test"),
           "run folder 'run' has no checkpoint best.pt", "let it train, or pass a finished run",
           run=run_folder(without="best.pt")),
@@ -368,6 +383,8 @@ CASES = [
          ("--export out/best.yaml", "folder 'out' does not exist", "create it"), store=True),
     Case("store-status-unknown-study", ("status", "--study", "tinny", "--storage", DB),
          ("no study 'tinny'", "did you mean 'tiny'", "it holds: nofinish, tiny"), store=True),
+    Case("store-dashboard-artifacts-missing", ("dashboard", "--storage", DB, "--artifacts", "nope"),
+         ("--artifacts nope: no such folder", "s3://BUCKET"), store=True, forbid=("http://127.0.0.1:8080",)),
 ]
 
 # ------------------------------------------------------------------ running
@@ -482,7 +499,8 @@ def _run_case(case: Case, cwd: Path, template: Future | None, run) -> Outcome:
     if case.store:
         out.after = _snapshot(cwd / "studies.db")
     out.db_created = not had_db and (cwd / "studies.db").exists()
-    out.inputs_changed = [rel for rel, b in inputs.items() if not (cwd / rel).is_file() or (cwd / rel).read_bytes() != b]
+    out.inputs_changed = [rel for rel, b in inputs.items()
+                          if not (cwd / rel).is_file() or (cwd / rel).read_bytes() != b]
     out.outputs_left = [rel for rel in case.absent if (cwd / rel).exists()]
     return out
 

@@ -101,7 +101,8 @@ def _device_index(hit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return _host_index(hit, like).to(like.device, non_blocking=True)
 
 
-def _on_subset(x: torch.Tensor, hit: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _on_subset(x: torch.Tensor, hit: torch.Tensor,
+               fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """x with ``fn(x[idx], idx)`` written back at the hit indices (in place), or fn on the whole batch."""
     k = int(hit.sum())  # a host tensor: no device read
     if k == 0:
@@ -246,8 +247,9 @@ def _affine(x: torch.Tensor, a: dict) -> torch.Tensor:
 
     def warp(sub: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         th = theta if idx is None else theta.index_select(0, idx)
-        # in fp32 even for fp16 batches: with an fp16 grid the warp was up to 32 uint8 levels off at the zero
-        # border and 16 inside (H100, benchmarks/ablation.py); in fp32 the fp16 result is within 0.12 levels
+        # in fp32 even for fp16 batches: an fp16 grid puts the warp's samples many uint8 levels off (worst at
+        # the zero border), an fp32 one keeps the fp16 result within a fraction of a level
+        # (benchmarks/ablation.py measures both; benchmarks/RESULTS.md has the figures)
         grid = F.affine_grid(th, list(sub.shape), align_corners=False)
         out = F.grid_sample(sub.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return out.to(sub.dtype)

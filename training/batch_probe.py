@@ -23,9 +23,9 @@ CPU_AUTO_BATCH = 64  # no memory wall worth probing on CPU: 'auto' means this
 
 def _fits(cfg: RunConfig, rt: Runtime, num_outputs: int, batch: int, *, heuristics: bool = True) -> bool:
     """Whether two training steps at ``batch`` fit. ``heuristics``: with cuDNN's heuristics instead of timing
-    every algorithm for every new shape (the run's cudnn.benchmark): the same peak memory (within 0.1 GiB,
-    efficientnet_b0@224 on an H100) in a fraction of the time (~10 s a size instead of 20-70 s); training
-    with benchmark on only picks algorithms whose workspace fits. The flag is restored afterwards."""
+    every algorithm for every new shape (the run's cudnn.benchmark): the same peak memory in a fraction of the
+    time (benchmarks/RESULTS.md); training with benchmark on only picks algorithms whose workspace fits. The
+    flag is restored afterwards."""
     model = opt = x = loss = None
     benchmark = torch.backends.cudnn.benchmark
     if heuristics:

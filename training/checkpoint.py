@@ -3,11 +3,12 @@ epoch, RNG, history). Loaded with ``weights_only=True``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 
@@ -28,9 +29,8 @@ def set_rng_state(st: dict) -> None:
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint
+    with atomic_path(path) as tmp:  # never a half-written checkpoint
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -14,11 +14,15 @@ from .registry import suggest
 
 __all__ = [
     "RunConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimizerConfig", "SchedulerConfig",
-    "AugmentConfig", "LoopConfig", "load_config", "parse_config", "read_yaml", "dump_config",
+    "AugmentConfig", "LoopConfig", "StrictModel", "LossName", "OptimizerName", "SchedulerName", "load_config",
+    "parse_config", "read_yaml", "dump_config", "format_error",
 ]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """The base of every config section, here and in study files: an unknown key is an error, and a validated
+    config never changes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -31,7 +35,7 @@ def _sides(v: Any, lo: int, hi: int) -> tuple[int, int] | None:
     return int(v[0]), int(v[1])
 
 
-class _DataBase(_Strict):
+class _DataBase(StrictModel):
     image_size: int | tuple[int, int] = Field(224, description="the model's input in pixels: S (an S x S square) "
                                               "or [H, W]; read it resolved as `hw`")
     center_crop: tuple[int, int] | None = Field(None, description="[H, W] cut from the middle of each (upright) "
@@ -118,7 +122,7 @@ DATA_SOURCES = ("digits", "imagefolder", "csv", "mask")
 MASK_FACTORS = {"mask": 3, "gender": 2, "age": 3}
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     name: str = "resnet18"
     pretrained: bool | Path = Field(False, description="true: timm's weights; a path: a local state dict")
     out_features: int = Field(0, ge=0, description="hidden units of an extra head layer; 0: none")
@@ -139,29 +143,36 @@ class ModelConfig(_Strict):
         return v
 
 
-def _check_name(kind: str, value: str) -> str:
-    from . import _names  # late: the registries import torch
+# The names each registry holds (training/losses.py, optim.py, schedules.py), as litgpt checks its names: a
+# Literal here, so that reading a config imports no torch; a test asserts that each equals its registry's names.
+LossName = Literal["ce", "focal", "bce", "soft_margin"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
+SchedulerName = Literal["none", "step", "multistep", "cosine"]
 
-    valid = _names.valid(kind)
-    if value not in valid:
+
+def _check_name(kind: str, value: Any, names: Any) -> Any:
+    """``value`` when it is one of the Literal ``names``; a string that is not gets one line with the near miss
+    and the valid names (anything else is left to the Literal's own check)."""
+    valid = sorted(get_args(names))
+    if isinstance(value, str) and value not in valid:
         raise ValueError(f"unknown {kind} '{value}'{suggest(value, valid)}; valid: {', '.join(valid)}")
     return value
 
 
-class LossConfig(_Strict):
-    name: str = "ce"
+class LossConfig(StrictModel):
+    name: LossName = "ce"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss focusing; 0 equals cross-entropy")
     class_weights: Literal["balanced"] | list[float] | None = None
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _registered(cls, v: str) -> str:
-        return _check_name("loss", v)
+    def _registered(cls, v: Any) -> Any:
+        return _check_name("loss", v, LossName)
 
 
-class OptimizerConfig(_Strict):
-    name: str = "adamw"
+class OptimizerConfig(StrictModel):
+    name: OptimizerName = "adamw"
     lr: float = Field(1e-3, gt=0.0, le=10.0, description="head lr; per 256 images if scale_lr_with_batch")
     backbone_lr: float | None = Field(None, gt=0.0, le=10.0, description="backbone lr; default: lr")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
@@ -170,27 +181,27 @@ class OptimizerConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     scale_lr_with_batch: bool = Field(False, description="lr x batch_size / 256 (goyal et al.)")
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _registered(cls, v: str) -> str:
-        return _check_name("optimizer", v)
+    def _registered(cls, v: Any) -> Any:
+        return _check_name("optimizer", v, OptimizerName)
 
 
-class SchedulerConfig(_Strict):
-    name: str = "none"
+class SchedulerConfig(StrictModel):
+    name: SchedulerName = "none"
     warmup_epochs: float = Field(0.0, ge=0.0)
     step_size: int = Field(10, ge=1, description="step: epochs between drops")
     milestones: list[int] = Field(default_factory=lambda: [10, 20, 30], description="multistep: drop epochs")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="step/multistep: lr factor per drop")
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine: final lr / initial lr")
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _registered(cls, v: str) -> str:
-        return _check_name("scheduler", v)
+    def _registered(cls, v: Any) -> Any:
+        return _check_name("scheduler", v, SchedulerName)
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     train: Any = Field(None, description="albumentations pipeline in its serialized form (A.to_dict)")
     eval: Any = None
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -207,7 +218,7 @@ class AugmentConfig(_Strict):
         return v
 
 
-class LoopConfig(_Strict):
+class LoopConfig(StrictModel):
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int | Literal["auto"] = Field(64, description="images per step; auto: the largest that fits the GPU")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better F1")
@@ -235,7 +246,7 @@ class LoopConfig(_Strict):
         return v
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     seed: int = 0
     data: DataConfig = Field(default_factory=DigitsData)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -297,11 +308,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+def _field_model(ann: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds, and whether it is held by key: ``Model`` itself, or a ``dict[str, Model]``'s
+    values (a study's search_space)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann, False
+    args = get_args(ann)
+    if get_origin(ann) is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+        return args[1], True
+    return None, False
+
+
+def _model_at(loc: tuple[Any, ...], data: Any, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that holds the key at ``loc`` (to list its valid keys)."""
-    model: Any = RunConfig
+    model: Any = root
     node = data
+    keyed = False  # the next part is a key of a dict[str, Model] field, not a field name
     for part in loc[:-1]:
+        if keyed:
+            keyed = False
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+            continue
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
         node = node.get(part, {}) if isinstance(node, dict) else {}
@@ -310,7 +337,7 @@ def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
             src = node.get("source", "digits") if isinstance(node, dict) else "digits"
             model = {"digits": DigitsData, "imagefolder": ImageFolderData, "csv": CsvData, "mask": MaskData}.get(src)
         else:
-            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            model, keyed = _field_model(ann)
     return model
 
 
@@ -342,7 +369,10 @@ def _value_at(data: Any, loc: tuple) -> Any:
     return node
 
 
-def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str, ...] = ()) -> str:
+def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str, ...] = (),
+                 root: type[BaseModel] = RunConfig) -> str:
+    """One line for what ``root.model_validate(data)`` raised: ``where`` (the file), the dotted key (under
+    ``prefix``), the value and what is allowed; an unknown key gets the valid ones and a near miss."""
     errors = err.errors()
     e = errors[0]
     loc = _clean_loc(e["loc"])
@@ -352,7 +382,7 @@ def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str,
     key = ".".join(str(p) for p in prefix + loc) or "(top level)"
     more = f" (+{others} more)" if others else ""
     if e["type"] == "extra_forbidden":
-        model = _model_at(loc, data)
+        model = _model_at(loc, data, root)
         valid = sorted(model.model_fields) if model else []
         name = str(loc[-1])
         hint = suggest(name, valid) + (f"; valid keys: {', '.join(valid)}" if valid else "")
@@ -363,7 +393,8 @@ def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str,
     if e["type"] == "missing":
         return f"{where}: missing required key '{key}'{more}"
     if e["type"] == "union_tag_invalid":
-        return f"{where}: {key}.source = {e['input'].get('source')!r} is not a data source; valid: {', '.join(DATA_SOURCES)}{more}"
+        return (f"{where}: {key}.source = {e['input'].get('source')!r} is not a data source; "
+                f"valid: {', '.join(DATA_SOURCES)}{more}")
     msgs = list(dict.fromkeys(
         (f"a list, but item {_clean_loc(x['loc'])[len(loc)]}: " if len(_clean_loc(x["loc"])) > len(loc) else "")
         + x["msg"].removeprefix("Value error, ") for x in same))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import MASK_FACTORS, RunConfig, dump_config
 from .data.prepare import prepare_data
 from .errors import ConfigError, NonFiniteLoss
+from .files import atomic_path, write_atomic
 from .losses import build_factorized_loss, build_loss, check_loss_fits
 from .metrics import classification_metrics
 from .models import build_model
@@ -89,8 +91,9 @@ class NonFinite:
         step = f", step {self.step}/{self.steps}" if self.step else ""
         where = f"at epoch {epoch}{step} (precision {precision})"
         if self.what == "gradients":  # finite loss, non-finite backward: the lr did not cause this
+            fix = "; set train.precision: fp32" if reduced else ""
             return (f"the gradients became non-finite {where} while the loss was still finite: the backward pass "
-                    f"of loss '{loss_name}' or of the model overflowed" + ("; set train.precision: fp32" if reduced else ""))
+                    f"of loss '{loss_name}' or of the model overflowed{fix}")
         if self.step == 1 and epoch == 1:
             return f"the training loss was non-finite {where}, before any update: check the data and the loss settings"
         return f"the training loss became non-finite {where} after finite gradients: the weights diverged; " \
@@ -138,12 +141,6 @@ def _weights(cw: str | list[float] | None, counts: np.ndarray, n: int, multilabe
     return torch.tensor(cw, dtype=torch.float32)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
-
-
 def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None,
         resume_from: str | Path | None = None, batch_ceiling: int | None = None, full_data: bool = False) -> dict:
     """Train ``cfg``; ``batch_ceiling`` caps the batch size (``auto`` probes it on CUDA when not given).
@@ -165,18 +162,18 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
                           "at batch 8; lower data.image_size or use a smaller model")
     seed_everything(cfg.seed)
     data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype, full_data=full_data)
-    if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch
-        bs = min(bs, max(8, 2 ** int(np.log2(max(len(data.train_index) // 8, 1)))))
+    if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch of the split's
+        bs = min(bs, max(8, 2 ** int(np.log2(max(data.split_train // 8, 1)))))  # train side (also for full data)
         for loader in (data.train, data.val):
             if loader is not None:
                 loader.batch_size = bs
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": bs})})
     out.mkdir(parents=True, exist_ok=True)  # only once the data and its split are known to be usable
-    (out / "config.yaml").write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+    write_atomic(out / "config.yaml", yaml.safe_dump(dump_config(cfg), sort_keys=False))
     lr_scale = bs / 256 if cfg.optimizer.scale_lr_with_batch else 1.0
     s = data.samples
     check_loss_fits(cfg.loss.name, s.multilabel)
-    _write_json(out / "split.json", {"split_seed": cfg.data.split_seed, **data.split_record})
+    write_atomic(out / "split.json", json.dumps({"split_seed": cfg.data.split_seed, **data.split_record}, indent=1))
 
     model = build_model(cfg.model, len(s.classes)).to(rt.device)
     if rt.channels_last:
@@ -210,6 +207,7 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         start, history, best = ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None
         stopped = bool(ck.get("stopped"))  # it had stopped early: nothing left to train
         data.train.epoch = start
+        _adopt(Path(resume_from).parent, out)
         log.info("resumed from %s at epoch %d", resume_from, start)
 
     result = None
@@ -227,10 +225,11 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
         if best is None or m["macro_f1"] is None or m["macro_f1"] > best["macro_f1"]:  # no val: the latest
             best = m
-            torch.save(model.state_dict(), out / "best.pt")
+            with atomic_path(out / "best.pt") as tmp:  # a run killed mid-save keeps its previous best.pt
+                torch.save(model.state_dict(), tmp)
         stopped = bool(cfg.train.patience) and epoch - best["epoch"] >= cfg.train.patience
         result = {**_result(best, history, out, data), "resumed_at_epoch": start}
-        _write_json(out / "metrics.json", result)
+        write_atomic(out / "metrics.json", json.dumps(result, indent=1))
         if callback is not None:  # before the checkpoint: a run killed in between resumes at this epoch and
             # reports it again (ignored), instead of resuming after an unreported epoch
             callback(epoch, {**m, "final": stopped or epoch == last_epoch})
@@ -243,7 +242,20 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
             break
     if result is None:  # resumed from a run that had already finished (last epoch, or stopped early)
         result = {**_result(best, history, out, data), "resumed_at_epoch": start}
+        write_atomic(out / "metrics.json", json.dumps(result, indent=1))
     return result
+
+
+def _adopt(previous: Path, out: Path) -> None:
+    """A retried trial trains in a folder of its own: the interrupted run's best weights and checkpoint come
+    along, so that the folder is a whole run (predict reads its best.pt, a second retry resumes from its
+    last.pt) even when the retry improves on nothing or dies before its first epoch."""
+    if previous.resolve() == out.resolve():
+        return
+    for name in ("best.pt", "last.pt"):
+        if (previous / name).is_file():
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(previous / name, tmp)
 
 
 def _validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold: float) -> dict:
@@ -262,6 +274,7 @@ def _result(best: dict, history: list[dict], out: Path, data) -> dict:
         "epochs_run": len(history), "per_class_f1": best["per_class_f1"],
         "confusion_matrix": best["confusion_matrix"], "output_dir": str(out),
         "classes": list(data.samples.classes), "multilabel": data.samples.multilabel,
-        "batch_size": data.train.batch_size, "n_train": len(data.train_index), "n_val": len(data.val_index), "skipped_images": len(data.skipped),
+        "batch_size": data.train.batch_size, "n_train": len(data.train_index), "n_val": len(data.val_index),
+        "skipped_images": len(data.skipped),
         "history": history,
     }

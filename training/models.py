@@ -80,7 +80,8 @@ def build_model(cfg: ModelConfig, num_outputs: int) -> Classifier:
 
 def _load_local(backbone: nn.Module, path: Path, name: str) -> None:
     if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file '{path}' does not exist; pass a state-dict file or true/false")
+        raise ConfigError(f"model.pretrained: weights file '{path}' does not exist; "
+                          "pass a state-dict file or true/false")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -89,7 +90,8 @@ def _load_local(backbone: nn.Module, path: Path, name: str) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"model.pretrained: cannot read '{path}' as a state dict ({e.__class__.__name__}: {e})") from None
+        raise ConfigError(f"model.pretrained: cannot read '{path}' as a state dict "
+                          f"({e.__class__.__name__}: {e})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     missing, unexpected = backbone.load_state_dict(
         {k: v for k, v in state.items() if not k.startswith(backbone.default_cfg.get("classifier", "fc"))},

@@ -53,8 +53,8 @@ def resolve_runtime(cfg: LoopConfig) -> Runtime:
         raise ConfigError("train.precision = 'fp16' needs a CUDA GPU; use auto, bf16 or fp32 on CPU")
     else:
         dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
-    # auto: channels_last on CUDA, except under torch.compile, where inductor's conv backward failed a stride
-    # assertion with channels_last weights (torch 2.11, H100, 2026-11-22: benchmarks/RESULTS.md)
+    # auto: channels_last on CUDA, except under torch.compile: inductor's conv backward has failed a stride
+    # assertion with channels_last weights, so a compiled model keeps the default layout (benchmarks/RESULTS.md)
     channels_last = (cuda and not cfg.compile) if cfg.channels_last == "auto" else bool(cfg.channels_last)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

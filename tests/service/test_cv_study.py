@@ -9,13 +9,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from clitools import study_trials
 from search import load_study
 from search.errors import StudyConfigError
 from search.export import export_best
 from search.storage import open_storage
 from search.worker import open_study, work
-
-from clitools import study_trials
 from studygen import write_study
 
 
@@ -52,6 +51,17 @@ def test_a_cv_study_scores_trials_by_their_folds_and_wilcoxon_prunes_a_weak_one(
     best = max(good, key=lambda t: t.value)
     assert exported["train"]["full_data_epochs"] == best.user_attrs["best_epoch"] >= 1
     assert "folds" not in exported["data"] or exported["data"]["folds"] is None  # retrains on the usual split
+    # an ensemble of the best cv trial votes its five fold models
+    import imagegen
+    from search.ensemble import ensemble
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        imagegen.save_image(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), tmp_path / "test" / f"{i}.png")
+    picked, pred = ensemble(optuna.load_study(study_name="cv", storage=open_storage(url)), 1, tmp_path / "test",
+                            tmp_path / "out.csv")
+    assert picked == [best.number] and len(pred.per_run) == 5 and len(pred.decision) == 3
+    assert (tmp_path / "out.csv").read_text().count("\n") == 4  # a header and one row per image
 
 
 def test_with_cv_the_median_pruner_compares_folds(tmp_path):

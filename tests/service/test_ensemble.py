@@ -8,12 +8,12 @@ import csv
 import numpy as np
 import optuna
 import pytest
-from incli import run_main
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 import imagegen
 import rungen
+from incli import run_main
 
 pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 

@@ -89,7 +89,8 @@ def test_sigterm_marks_the_running_trial_and_requeues_it(tmp_path):
     end = time.time() + 120
     while time.time() < end:
         try:
-            running = [t for t in study_trials(url, "term") if t.state == TrialState.RUNNING and checkpoint_epoch(t) >= 1]
+            running = [t for t in study_trials(url, "term")
+                       if t.state == TrialState.RUNNING and checkpoint_epoch(t) >= 1]
         except Exception:
             running = []
         if running:
@@ -186,11 +187,13 @@ def test_connections_per_worker_are_bounded(pg_url, pg_server, tmp_path):
     peak = 0
     while any(p.poll() is None for p in procs):
         with pg_server.connect() as c:
-            n = c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"), {"d": db}).scalar()
+            n = c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"),
+                          {"d": db}).scalar()
         peak = max(peak, n)
         time.sleep(0.2)
     assert [p.returncode for p in procs] == [0] * 4
-    assert 0 < peak <= 4 * 3, f"{peak} connections for 4 workers"
+    # one pooled connection each, a momentary second when a heartbeat meets a report, the lock's while held
+    assert 0 < peak <= 4 * 2, f"{peak} connections for 4 workers"
 
 
 def test_no_secret_in_output_exports_attrs_or_wandb(pg_url, tmp_path):
@@ -275,7 +278,8 @@ def test_run_replaces_a_killed_worker_and_keeps_the_password_off_command_lines(p
     end, victim = time.time() + 120, None
     while time.time() < end and victim is None:
         try:
-            running = [t for t in study_trials(pg_url, "respawn") if t.state == TrialState.RUNNING and t.intermediate_values]
+            running = [t for t in study_trials(pg_url, "respawn")
+                       if t.state == TrialState.RUNNING and t.intermediate_values]
         except KeyError:  # the study is not created yet
             running = []
         workers = _children(run.pid)

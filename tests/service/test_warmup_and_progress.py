@@ -8,11 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from clitools import study_trials
 from search import load_study
 from search.storage import open_storage
 from search.worker import open_study, optuna_warmup_steps, work
-
-from clitools import study_trials
 from studygen import write_study
 
 GOOD, WEAK = (0.01, 0.02), 1.0e-7  # two trials that learn, then one that cannot

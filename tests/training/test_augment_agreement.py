@@ -44,7 +44,8 @@ def _both(t: A.BasicTransform, imgs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     A.HorizontalFlip(p=1.0),
     A.VerticalFlip(p=1.0),
     A.RandomBrightnessContrast(brightness_limit=(0.1, 0.1), contrast_limit=(-0.2, -0.2), p=1.0),
-    A.RandomBrightnessContrast(brightness_limit=(-0.15, -0.15), contrast_limit=(0.3, 0.3), brightness_by_max=False, p=1.0),
+    A.RandomBrightnessContrast(brightness_limit=(-0.15, -0.15), contrast_limit=(0.3, 0.3), brightness_by_max=False,
+                               p=1.0),
     A.HueSaturationValue(hue_shift_limit=(12, 12), sat_shift_limit=(25, 25), val_shift_limit=(-20, -20), p=1.0),
     A.ColorJitter(brightness=(1.2, 1.2), contrast=(1, 1), saturation=(1, 1), hue=(0, 0), p=1.0),
     A.ColorJitter(brightness=(1, 1), contrast=(0.7, 0.7), saturation=(1, 1), hue=(0, 0), p=1.0),
@@ -157,7 +158,8 @@ def test_gauss_noise_has_the_same_strength():
 
 def test_coarse_dropout_cuts_the_same_area():
     imgs = np.full((300, 40, 40, 3), 200, np.uint8)
-    t = A.CoarseDropout(num_holes_range=(2, 2), hole_height_range=(0.2, 0.2), hole_width_range=(0.25, 0.25), fill=0, p=1.0)
+    t = A.CoarseDropout(num_holes_range=(2, 2), hole_height_range=(0.2, 0.2), hole_width_range=(0.25, 0.25),
+                        fill=0, p=1.0)
     cpu, gpu = _both(t, imgs)
     area = lambda out: (out[..., 0] == 0).reshape(len(out), -1).mean(1)  # noqa: E731
     # two 8x10 holes per 40x40 image, overlapping sometimes: at most 0.1 of the image
@@ -209,9 +211,9 @@ def test_half_precision_batches_mean_the_same_as_fp32():
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a GPU"))])
 def test_half_precision_with_affine_at_224px(device):
-    """The affine warp samples in fp32 even for fp16 batches. With an fp16 grid, an H100's warp was up to 32
-    uint8 levels off at the zero border (benchmarks/RESULTS.md, 2026-11-23), and torch 2.14's CPU fp16
-    grid_sample is wrong at this size."""
+    """The affine warp samples in fp32 even for fp16 batches: with an fp16 grid, the GPU's warp lands tens of
+    uint8 levels off at the zero border (benchmarks/RESULTS.md), and torch 2.14's CPU fp16 grid_sample is
+    wrong at this size."""
     pipeline = HALF_PIPELINE + [A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5)]
     diff = _fp16_vs_fp32(_smooth(16, size=224), pipeline, torch.device(device))
     assert diff.mean() < 0.3 and diff.max() <= 3.0, (float(diff.mean()), float(diff.max()))

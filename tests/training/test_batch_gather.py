@@ -1,5 +1,6 @@
-"""The tensor path's gather: batches come from reused host buffers (pinned on CUDA); every batch must still hold exactly the images its labels name, across epochs, partial batches and a consumer
-slower than the producer (the case where a buffer is reused while an earlier batch could still be in use)."""
+"""The tensor path's gather: batches come from reused host buffers (pinned on CUDA); every batch must still hold
+exactly the images its labels name, across epochs, partial batches and a consumer slower than the producer (the
+case where a buffer is reused while an earlier batch could still be in use)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The batch-ceiling probe's step (`_fits`): a real training step at the asked batch, run with cuDNN's
-heuristics (benchmark off: timing every algorithm for every new shape made efficientnet_b0's probe 3.6x
-slower on an H100, for the same peak memory) and the run's own benchmark setting restored afterwards, whatever
-happened. Its GPU behaviour (the ceiling is the real out-of-memory boundary) is measured by
+heuristics (benchmark off: timing every algorithm for every new shape makes the probe several times slower,
+for the same peak memory; benchmarks/RESULTS.md) and the run's own benchmark setting restored afterwards,
+whatever happened. Its GPU behaviour (the ceiling is the real out-of-memory boundary) is measured by
 `bash benchmarks/device.sh ceiling` (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations

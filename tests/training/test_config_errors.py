@@ -71,7 +71,8 @@ def test_unknown_model_name(name, near):
     ({"loss": {"label_smoothing": -0.1}}, "loss.label_smoothing", "-0.1", "greater than or equal to 0"),
     ({"data": {"source": "digits", "on_bad_image": "ignore"}}, "data.on_bad_image", "'ignore'", "'fail' or 'skip'"),
     ({"train": {"device": "tpu"}}, "train.device", "'tpu'", "auto, cpu, cuda or cuda:N"),
-    ({"data": {"source": "mask", "root": "x", "age_bins": [60, 30]}}, "data.age_bins", "[60, 30]", "0 < first < second"),
+    ({"data": {"source": "mask", "root": "x", "age_bins": [60, 30]}}, "data.age_bins", "[60, 30]",
+     "0 < first < second"),
 ])
 def test_impossible_value_names_key_value_and_allowed(data, key, value, allowed):
     msg = _error(data)

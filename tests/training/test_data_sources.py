@@ -156,7 +156,7 @@ def test_csv_errors_are_one_line(tmp_path, problem, match):
     data = {"source": "csv", "file": str(f), "label_columns": ["label"]}
     lines = f.read_text().splitlines()
     if problem == "missing_column":
-        f.write_text("\n".join(l.replace(",label", ",kind", 1) if i == 0 else l for i, l in enumerate(lines)))
+        f.write_text("\n".join(line.replace(",label", ",kind", 1) if i == 0 else line for i, line in enumerate(lines)))
     elif problem == "unknown_class":
         data["classes"] = ["apple"]  # 'banana' rows are not in it
     elif problem == "missing_file":
@@ -164,7 +164,7 @@ def test_csv_errors_are_one_line(tmp_path, problem, match):
     elif problem == "no_rows":
         f.write_text(lines[0] + "\n")
     elif problem == "one_class":
-        f.write_text("\n".join([lines[0]] + [l for l in lines[1:] if l.endswith("apple")]) + "\n")
+        f.write_text("\n".join([lines[0]] + [line for line in lines[1:] if line.endswith("apple")]) + "\n")
     with pytest.raises(DataError) as ei:
         load_samples(_cfg(tmp_path, data).data)
     msg = _one_line(ei.value)

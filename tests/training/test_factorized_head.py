@@ -15,8 +15,8 @@ import imagegen
 from training import ConfigError, batch_probe, fit, parse_config
 from training.config import MASK_FACTORS
 from training.data.sources import AGES, GENDERS, MASK_STATES, mask_class_names
-from training.losses import FactorizedLoss, FocalLoss, build_factorized_loss
 from training.loop import _factor_weights
+from training.losses import FactorizedLoss, FocalLoss, build_factorized_loss
 from training.models import FactorizedHead, build_model
 from training.optim import param_groups
 from training.runtime import resolve_runtime
@@ -74,7 +74,8 @@ def test_the_three_heads_are_the_head_of_param_groups(tmp_path):
     head_lr = {id(p) for g in groups if g["lr"] == 0.1 for p in g["params"]}
     assert head_lr == {id(p) for p in model.head.parameters()}
     assert len(head_lr) == 6  # three Linear layers: weight and bias each
-    assert {id(p) for g in groups if g["lr"] == 0.01 for p in g["params"]} == {id(p) for p in model.backbone.parameters()}
+    backbone_lr = {id(p) for g in groups if g["lr"] == 0.01 for p in g["params"]}
+    assert backbone_lr == {id(p) for p in model.backbone.parameters()}
 
 
 def test_the_batch_probe_steps_the_real_factorized_model(tmp_path, monkeypatch):
@@ -145,7 +146,8 @@ def test_the_loss_of_a_perfect_prediction_is_zero():
     target = torch.tensor([0, 5, 7, 17])
     joint = torch.full((4, 18), -1e4)
     joint[torch.arange(4), target] = 0.0
-    assert float(FactorizedLoss(SHAPE, [torch.nn.CrossEntropyLoss()] * 3)(joint, target)) == pytest.approx(0.0, abs=1e-6)
+    loss = FactorizedLoss(SHAPE, [torch.nn.CrossEntropyLoss()] * 3)(joint, target)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------- class weights

@@ -132,3 +132,13 @@ def test_search_train_full_data_says_there_is_no_validation(tmp_path, capfd, mon
     assert r.returncode == 0, r.stderr
     assert "no validation" in r.stdout and "all 200 images" in r.stdout and "trained 1 epochs" in r.stdout
     assert math.isfinite(json.loads((tmp_path / "fd" / "metrics.json").read_text())["history"][0]["train_loss"])
+
+
+def test_full_data_with_an_auto_batch_keeps_the_validated_runs_batch(tmp_path):
+    """'auto' keeps at least 8 steps per epoch: of the split's train side (240 of 300 images: batch 16), not of
+    all 300 images (which would give 32 and change the steps and the lr per image of the validated run)."""
+    cfg = {**_digits(epochs=1, batch_size="auto"), "data": {"source": "digits", "limit": 300, "image_size": 8}}
+    validated = fit(parse_config(cfg), tmp_path / "split")
+    full = fit(parse_config(cfg), tmp_path / "full", full_data=True)
+    assert validated["n_train"] == 240 and full["n_train"] == 300
+    assert validated["batch_size"] == full["batch_size"] == 16

@@ -4,6 +4,7 @@ and the weighted sampler: as functions, and wired through fit."""
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -13,13 +14,13 @@ import torch.nn.functional as F
 import imagegen
 from training import ConfigError, fit, parse_config
 from training.checkpoint import load_checkpoint
-from training.config import ModelConfig, SchedulerConfig
+from training.config import LossName, ModelConfig, OptimizerName, SchedulerConfig, SchedulerName
 from training.data.prepare import prepare_data
 from training.loop import _class_weights
-from training.losses import FocalLoss, build_loss
+from training.losses import LOSSES, FocalLoss, build_loss
 from training.models import build_model
-from training.optim import build_optimizer, param_groups
-from training.schedules import build_scheduler, lr_factor
+from training.optim import OPTIMIZERS, build_optimizer, param_groups
+from training.schedules import SCHEDULES, build_scheduler, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,13 @@ def _logits(n=32, c=5, seed=0):
 
 
 # ---------------------------------------------------------------- losses as functions
+
+def test_each_config_name_literal_holds_its_registrys_names():
+    """config.py checks loss, optimizer and scheduler names against Literals (reading a config imports no
+    torch); each must name exactly what its registry holds."""
+    for names, registry in ((LossName, LOSSES), (OptimizerName, OPTIMIZERS), (SchedulerName, SCHEDULES)):
+        assert sorted(get_args(names)) == registry.names(), registry.kind
+
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_focal_gamma_0_equals_cross_entropy(label_smoothing):
@@ -122,7 +130,8 @@ def test_balanced_class_weights():
     assert torch.equal(_class_weights(listed, np.array([3, 3]), 6, False), torch.tensor([1.0, 2.0]))
     with pytest.raises(ConfigError) as ei:
         _class_weights(listed, np.array([3, 3, 3]), 9, False)
-    assert "\n" not in str(ei.value) and "loss.class_weights has 2 values" in str(ei.value) and "3 classes" in str(ei.value)
+    msg = str(ei.value)
+    assert "\n" not in msg and "loss.class_weights has 2 values" in msg and "3 classes" in msg
 
 
 # ---------------------------------------------------------------- losses through fit

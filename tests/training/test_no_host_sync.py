@@ -33,7 +33,8 @@ FACTORIES = {"tensor", "as_tensor", "asarray", "new_tensor"}
 def every_op(p: float) -> dict:
     return A.to_dict(A.Compose([
         A.HorizontalFlip(p=p), A.VerticalFlip(p=p), A.Affine(rotate=(-10, 10), scale=(0.9, 1.1), p=p),
-        A.ShiftScaleRotate(p=p), A.RandomBrightnessContrast(p=p), A.RandomBrightnessContrast(brightness_by_max=False, p=p),
+        A.ShiftScaleRotate(p=p), A.RandomBrightnessContrast(p=p),
+        A.RandomBrightnessContrast(brightness_by_max=False, p=p),
         A.HueSaturationValue(p=p), A.ColorJitter(p=p), A.GaussNoise(p=p), A.CoarseDropout(p=p), A.Normalize(p=p),
     ]))
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from incli import run_main
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 import imagegen
 import rungen
+from incli import run_main
 from training.inference import predict, vote
 
 pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -143,6 +143,26 @@ def test_predicting_the_val_images_reproduces_the_runs_validation(runs, name, tm
     truth = [runs.classes.index(Path(p).parent.name) for p in val]
     cm = confusion_matrix(truth, [int(r[2]) for r in rows], labels=range(len(runs.classes))).tolist()
     assert cm == json.loads((run / "metrics.json").read_text())["confusion_matrix"]
+
+
+def test_a_factorized_portrait_run_with_a_crop_reproduces_its_validation(tmp_path, capfd, monkeypatch):
+    """The mask task as users set it up: three heads, portrait input, a center crop before the resize."""
+    from training import fit, parse_config
+    from training.data.sources import load_samples
+
+    images, _ = imagegen.make_mask_tree(tmp_path / "mask", n_people=8, size=16)
+    data = {"source": "mask", "root": str(images), "image_size": [12, 8], "center_crop": [14, 10]}
+    cfg = parse_config(imagegen.base_config(data, tmp_path, model={"head": "factorized"}, train={"epochs": 3}))
+    fit(cfg, tmp_path / "run")
+    val = json.loads((tmp_path / "run" / "split.json").read_text())["val"]
+    (tmp_path / "val.txt").write_text("\n".join(val))
+    _cli(["--run", tmp_path / "run", "--images", tmp_path / "val.txt", "--out", tmp_path / "val.csv"], tmp_path,
+         capfd, monkeypatch)
+    samples = load_samples(cfg.data)
+    target = dict(zip(samples.names, samples.targets.tolist()))
+    _, rows = _read(tmp_path / "val.csv")
+    cm = confusion_matrix([target[p] for p in val], [int(r[2]) for r in rows], labels=range(18)).tolist()
+    assert cm == json.loads((tmp_path / "run" / "metrics.json").read_text())["confusion_matrix"]
 
 
 # ---------------------------------------------------------------- voting and TTA

@@ -107,3 +107,20 @@ def test_efficientnet_with_hidden_head_layer_trains(folder, tmp_path):
     state = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
     assert state["head.1.weight"].shape == (32, state["head.1.weight"].shape[1])
     assert state["head.4.weight"].shape == (3, 32)
+
+
+def test_a_retry_in_a_new_folder_is_a_whole_run_even_when_nothing_is_left_to_train(folder, tmp_path):
+    """A retried trial resumes into its own folder: it must hold best.pt, last.pt and metrics.json like any
+    run (predict reads best.pt; a second retry resumes from last.pt), also when the checkpoint was final."""
+    import torch
+
+    cfg = parse_config(imagegen.base_config(folder, train={"epochs": 2}))
+    first = fit(cfg, tmp_path / "first")
+    again = fit(cfg, tmp_path / "retry", resume_from=tmp_path / "first" / "last.pt")
+    assert sorted(p.name for p in (tmp_path / "retry").iterdir()) == \
+        ["best.pt", "config.yaml", "last.pt", "metrics.json", "split.json"]
+    assert again["macro_f1"] == first["macro_f1"] and again["output_dir"] == str(tmp_path / "retry")
+    a, b = (torch.load(tmp_path / d / "best.pt", weights_only=True) for d in ("first", "retry"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    third = fit(cfg, tmp_path / "third", resume_from=tmp_path / "retry" / "last.pt")  # a second retry
+    assert third["resumed_at_epoch"] == 2 and third["macro_f1"] == first["macro_f1"]

@@ -70,7 +70,7 @@ def quick_runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedPr
 
 def _last_json(proc: subprocess.CompletedProcess) -> dict:
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert lines, f"no stdout; stderr: {proc.stderr[-2000:]}"
     r = json.loads(lines[-1])
     assert isinstance(r, dict)
@@ -88,7 +88,7 @@ def test_train_json_prints_the_result_as_the_last_stdout_line(quick_runs):
     assert Path(r["output_dir"]) == tmp_path / "out"
     assert "history" not in r
     # with --json the per-epoch progress goes to stderr, stdout holds just the result
-    assert len([l for l in proc.stdout.splitlines() if l.strip()]) == 1
+    assert len([line for line in proc.stdout.splitlines() if line.strip()]) == 1
     assert "epoch 2/2" in proc.stderr
     for name in ("config.yaml", "metrics.json", "best.pt", "last.pt", "split.json"):
         assert (tmp_path / "out" / name).is_file()
@@ -119,7 +119,7 @@ def test_train_with_the_demo_study_file_uses_its_defaults(tmp_path):
 def test_bad_config_is_one_error_line_without_traceback(quick_runs, problem, expect):
     _, proc = quick_runs[problem]
     assert proc.returncode != 0
-    err = [l for l in proc.stderr.splitlines() if l.strip()]
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(err) == 1, proc.stderr
     assert err[0].startswith("error: ")
     for e in expect:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_path, write_atomic
 from .images import fit_image
 from .samples import Samples
 
@@ -89,11 +90,10 @@ def decode_cached(samples: Samples, data_cfg: DataConfig, cache_dir: Path | None
 
 def _build(samples: Samples, data_cfg: DataConfig, npy: Path, meta: Path) -> dict[int, str]:
     h, w = data_cfg.hw
-    tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
     bad: dict[int, str] = {}
     too_small: dict[int, str] = {}
     sizes: dict[int, tuple[int, int]] = {}
-    try:
+    with atomic_path(npy) as tmp:  # a failed build leaves nothing behind
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(samples), h, w, 3))
 
         def one(i: int) -> None:
@@ -111,13 +111,8 @@ def _build(samples: Samples, data_cfg: DataConfig, npy: Path, meta: Path) -> dic
         if too_small:
             raise _crop_error(samples, too_small, sizes)
         out.flush()
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed build leaves nothing behind
-    tmp_meta = meta.with_suffix(f".tmp{os.getpid()}")
-    tmp_meta.write_text(json.dumps({"n": len(samples), "geometry": _geometry(data_cfg), "key": samples.key,
-                                    "bad": {str(k): v for k, v in sorted(bad.items())}}))
-    os.replace(tmp_meta, meta)
+    write_atomic(meta, json.dumps({"n": len(samples), "geometry": _geometry(data_cfg), "key": samples.key,
+                                   "bad": {str(k): v for k, v in sorted(bad.items())}}))
     return bad
 
 

@@ -31,6 +31,7 @@ class Prepared:
     val_index: np.ndarray
     skipped: dict[str, str]      # name -> reason
     cache_built: bool
+    split_train: int             # images on the train side of the config's split (also in a full-data run)
 
     @property
     def split_record(self) -> dict:
@@ -66,12 +67,13 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
         log.warning("skipped %d unreadable image(s), first: %s", len(skipped), next(iter(skipped)))
     good = np.asarray([i for i in range(len(samples)) if i not in dec.bad], dtype=np.int64)
     groups = samples.groups[good] if samples.groups is not None else None
-    if full_data:
-        tr, va = np.arange(len(good)), np.arange(0)
-    elif d.folds is not None:
+    if d.folds is not None:
         tr, va = fold_indices(samples.targets[good], groups, d.folds, d.fold, d.split_seed, samples.multilabel)
     else:
         tr, va = split_indices(samples.targets[good], groups, d.val_fraction, d.split_seed, samples.multilabel)
+    split_train = len(tr)  # what the validated run trains on; a full-data retrain keeps that run's batch size
+    if full_data:
+        tr, va = np.arange(len(good)), np.arange(0)
     tr, va = good[tr], good[va]
     weights = _sample_weights(samples, tr) if d.weighted_sampler else None
     common = dict(spec=None, mean=cfg.augment.mean, std=cfg.augment.std, device=device,
@@ -83,4 +85,4 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
     val = None if full_data else make_loader(dec.images, va, samples.targets, batch_size=batch_size,
                                              shuffle=False, **{**common, "spec": cfg.augment.eval, "mean": mean,
                                                                "std": std})
-    return Prepared(train, val, samples, tr, va, skipped, dec.built)
+    return Prepared(train, val, samples, tr, va, skipped, dec.built, split_train)

@@ -51,15 +51,18 @@ def _digits(cfg: DigitsData) -> Samples:
 def _imagefolder(cfg: ImageFolderData) -> Samples:
     root = Path(cfg.root)
     if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' does not exist; point it at a folder with one sub-folder per class")
+        raise DataError(f"data.root: folder '{root}' does not exist; "
+                        "point it at a folder with one sub-folder per class")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
-        raise DataError(f"data.root: '{root}' has {len(classes)} class folder(s); imagefolder needs one sub-folder per class, at least 2")
+        raise DataError(f"data.root: '{root}' has {len(classes)} class folder(s); "
+                        "imagefolder needs one sub-folder per class, at least 2")
     paths, targets = [], []
     for c, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if _is_image(p))
         if not files:
-            raise DataError(f"data.root: class folder '{root / name}' holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
+            raise DataError(f"data.root: class folder '{root / name}' holds no images "
+                            f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
         paths += [str(p) for p in files]
         targets += [c] * len(files)
     return _file_samples(paths, np.asarray(targets, np.int64), classes, f"imagefolder|{classes}")
@@ -69,7 +72,8 @@ def _imagefolder(cfg: ImageFolderData) -> Samples:
 def _csv(cfg: CsvData) -> Samples:
     f = Path(cfg.file)
     if not f.is_file():
-        raise DataError(f"data.file: CSV '{f}' does not exist; pass the path of a CSV with a '{cfg.image_column}' column")
+        raise DataError(f"data.file: CSV '{f}' does not exist; "
+                        f"pass the path of a CSV with a '{cfg.image_column}' column")
     with f.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
@@ -77,7 +81,8 @@ def _csv(cfg: CsvData) -> Samples:
     needed = [cfg.image_column, *cfg.label_columns] + ([cfg.group_column] if cfg.group_column else [])
     missing = [c for c in needed if c not in header]
     if missing:
-        raise DataError(f"{f}: missing column(s) {', '.join(missing)}; the header has {', '.join(header) or 'nothing'}; "
+        raise DataError(f"{f}: missing column(s) {', '.join(missing)}; "
+                        f"the header has {', '.join(header) or 'nothing'}; "
                         "fix the header or set data.image_column / data.label_columns / data.group_column to its names")
     if not rows:
         raise DataError(f"{f}: no rows; add one row per image")
@@ -85,7 +90,8 @@ def _csv(cfg: CsvData) -> Samples:
     paths = [str(root / r[cfg.image_column]) for r in rows]
     for i, p in enumerate(paths):
         if not Path(p).is_file() and cfg.on_bad_image == "fail":
-            raise DataError(f"{f}: row {i + 2}: image '{p}' does not exist; fix the path or set data.on_bad_image: skip")
+            raise DataError(f"{f}: row {i + 2}: image '{p}' does not exist; "
+                            "fix the path or set data.on_bad_image: skip")
     groups = np.asarray([r[cfg.group_column] for r in rows]) if cfg.group_column else None
     extra = f"csv|{cfg.label_columns}|{cfg.classes}"
     if len(cfg.label_columns) > 1:  # multi-label: one 0/1 column per label
@@ -103,7 +109,8 @@ def _csv(cfg: CsvData) -> Samples:
     index = {c: k for k, c in enumerate(classes)}
     for i, v in enumerate(labels):
         if v not in index:
-            raise DataError(f"{f}: row {i + 2}, column '{col}' = {v!r} is not in data.classes ({', '.join(classes)}); add it or fix the row")
+            raise DataError(f"{f}: row {i + 2}, column '{col}' = {v!r} is not in data.classes "
+                            f"({', '.join(classes)}); add it or fix the row")
     if len(classes) < 2:
         raise DataError(f"{f}: column '{col}' has {len(classes)} class(es); classification needs at least 2")
     return _file_samples(paths, np.asarray([index[v] for v in labels], np.int64), classes, extra, groups)
@@ -134,7 +141,8 @@ def _mask(cfg: MaskData) -> Samples:
     for d in people:
         m = MASK_DIR.match(d.name)
         if not m:
-            raise DataError(f"data.root: folder '{d.name}' is not <id>_<male|female>_<race>_<age> (e.g. 000001_female_Asian_45); rename or move it")
+            raise DataError(f"data.root: folder '{d.name}' is not <id>_<male|female>_<race>_<age> "
+                            "(e.g. 000001_female_Asian_45); rename or move it")
         age = int(m["age"])
         a = 0 if age < young else (1 if age < old else 2)
         g = GENDERS.index(m["gender"])
@@ -144,7 +152,8 @@ def _mask(cfg: MaskData) -> Samples:
             stem = p.stem.lower()
             state = 0 if re.fullmatch(r"mask\d*", stem) else MASK_STATES.get(stem)
             if state is None:
-                raise DataError(f"{p}: file name '{p.stem}' is not mask1..mask5, incorrect_mask or normal; rename or remove it")
+                raise DataError(f"{p}: file name '{p.stem}' is not mask1..mask5, incorrect_mask or normal; "
+                                "rename or remove it")
             paths.append(str(p))
             targets.append(state * 6 + g * 3 + a)
             groups.append(m["id"])

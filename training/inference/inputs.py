@@ -4,8 +4,8 @@ Three layouts:
 
 * a **folder**: every image under it, recursively, in sorted order; each row is named by its path relative to
   the folder;
-* a **list**: one image file, a CSV with a ``path`` column, or a text file with one path per line; paths are relative to the
-  list's folder (as ``data.source: csv`` reads them); each row is named by the path as written;
+* a **list**: one image file, a CSV with a ``path`` column, or a text file with one path per line; paths are
+  relative to the list's folder (as ``data.source: csv`` reads them); each row is named by the path as written;
 * the mask competition's **eval layout**: ``info.csv`` (columns ``ImageID,ans``) beside an ``images/`` folder,
   given as that ``info.csv`` or the folder holding it; rows keep info.csv's order, and the output is
   ``ImageID,ans``.
@@ -23,7 +23,8 @@ from ..errors import DataError
 __all__ = ["Inputs", "read_inputs", "EVAL_INFO"]
 
 EVAL_INFO = "info.csv"
-_HELP = f"a folder of images, a CSV with a 'path' column or a text list of paths, or an eval folder ({EVAL_INFO} + images/)"
+_HELP = ("a folder of images, a CSV with a 'path' column or a text list of paths, "
+         f"or an eval folder ({EVAL_INFO} + images/)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,17 @@ def _existing(f: Path, rows: list[tuple[int, str]], root: Path) -> list[Path]:
     return out
 
 
+def _column(f: Path, rows: list[dict], column: str) -> list[str]:
+    """Each row's value in ``column``; a row too short to have one (csv leaves it None) names its line."""
+    values = []
+    for i, r in enumerate(rows):
+        v = (r.get(column) or "").strip()
+        if not v:
+            raise DataError(f"{f}: row {i + 2} has no {column}; give every row one, or remove the row")
+        values.append(v)
+    return values
+
+
 def _eval_layout(info: Path) -> Inputs:
     header, rows = _read_csv(info)
     if "ImageID" not in header:
@@ -92,7 +104,7 @@ def _eval_layout(info: Path) -> Inputs:
                         "eval layout's info.csv has columns ImageID,ans, with the images in images/ beside it")
     if not rows:
         raise DataError(f"{info}: no rows; list one ImageID per test image")
-    ids = [r["ImageID"].strip() for r in rows]
+    ids = _column(info, rows, "ImageID")
     paths = _existing(info, [(i + 2, v) for i, v in enumerate(ids)], info.parent / "images")
     return Inputs(paths, ids, "mask-eval")
 
@@ -105,7 +117,7 @@ def _csv_list(f: Path) -> Inputs:
                         "of image paths 'path'")
     if not rows:
         raise DataError(f"{f}: no rows; list one image path per row")
-    ids = [r[column].strip() for r in rows]
+    ids = _column(f, rows, column)
     return Inputs(_existing(f, [(i + 2, v) for i, v in enumerate(ids)], f.parent), ids, "list")
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..files import atomic_path
 from .inputs import Inputs
 
 __all__ = ["check_output", "write_predictions"]
@@ -40,12 +40,7 @@ def write_predictions(path: Path, inputs: Inputs, classes: list[str], multilabel
                       probabilities: np.ndarray | None = None) -> None:
     """One row per input image, in input order (see the README's ``search predict`` for the columns)."""
     header, rows = _rows(inputs, classes, multilabel, decision, probabilities)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)

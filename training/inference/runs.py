@@ -38,7 +38,8 @@ def read_run(folder: str | Path) -> Run:
     if not f.is_dir():
         raise ConfigError(f"run folder '{f}' does not exist; pass {_WHAT}")
     if not (f / "config.yaml").is_file():
-        raise ConfigError(f"run folder '{f}' has no config.yaml, so its model and preprocessing are unknown; pass {_WHAT}")
+        raise ConfigError(f"run folder '{f}' has no config.yaml, so its model and preprocessing are unknown; "
+                          f"pass {_WHAT}")
     if not (f / "best.pt").is_file():
         folds = sorted(p.name for p in f.glob("fold-*") if (p / "best.pt").is_file())
         hint = (f"; it is a cross-validation: each fold is a run, pass --run {f / folds[0]} (and the others)"

@@ -1,0 +1,238 @@
+"""A finished trial's results in Optuna's artifact store, and the best checkpoints of the study's top k.
+
+Every COMPLETE or PRUNED trial, and a FAIL that left a metrics.json, gets its confusion matrix, per-class F1 and
+learning curves as PNGs, and its metrics.json. The study's ``artifacts.keep_top_k`` best completed trials also
+keep their best.pt; a checkpoint that drops out of the top k is removed from the store, so a long study holds k
+checkpoints, not one per trial.
+
+Uploads happen before the lease tells the outcome (:meth:`TrialArtifacts.recorded` wraps the trial's body):
+an artifact is an attribute of its trial, and Optuna refuses to update a finished one. Retention happens after
+the tell (:meth:`TrialArtifacts.ended`, the lease's ``ended`` hook), under the study lock, so that concurrent
+workers rank the same told values and never remove a checkpoint another one still counts on.
+
+With ``cv:`` a trial's folder holds one run per fold. Its confusion matrix is the folds' sum (each val image is
+validated in exactly one fold: the out-of-fold matrix), its per-class F1 the folds' mean (as the trial records
+it), and each fold keeps its own learning curves, metrics.json and best.pt (``search ensemble`` votes with every
+fold's model): ``learning_curves_fold-0.png``, ``metrics_fold-0.json``, ``best_fold-0.pt``, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import optuna
+from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import TrialState
+
+from training.cv import combine
+
+from .budget import budget_lock
+from .ensemble import models_of
+from .errors import SearchError
+from .lease import Lease, reason_of
+from .plots import confusion_matrix_png, learning_curves_png, per_class_f1_png
+from .study_config import ArtifactsConfig
+
+__all__ = ["TrialArtifacts", "for_study", "open_store", "store_location", "served_location", "LOCATION_ATTR",
+           "KEPT_ATTR"]
+
+log = logging.getLogger(__name__)
+LOCATION_ATTR = "artifact_store"   # study user attr: where its workers put the artifacts (for `search dashboard`)
+KEPT_ATTR = "kept_checkpoints"     # study user attr: {trial number: [artifact ids]} of the checkpoints kept
+
+
+def store_location(cfg: ArtifactsConfig, output_root: Path) -> str:
+    """``s3://BUCKET``, or the store's folder as an absolute path (a dashboard started elsewhere finds it)."""
+    if cfg.s3_bucket:
+        return f"s3://{cfg.s3_bucket}"
+    return str(Path(cfg.path).expanduser().resolve() if cfg.path else (Path(output_root) / "artifacts").resolve())
+
+
+def open_store(location: str, create: bool = False):
+    """The artifact store at ``location`` (``s3://BUCKET`` or a folder; ``create``: make the folder)."""
+    if location.startswith("s3://"):
+        try:
+            return Boto3ArtifactStore(location.removeprefix("s3://"))
+        except ImportError as e:
+            raise SearchError(f"artifact store {location}: S3 needs boto3; `pip install boto3`, or drop "
+                              "artifacts.s3_bucket to keep the artifacts in a folder") from e
+    folder = Path(location)
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SearchError(f"artifacts.path: cannot create the artifact folder '{folder}' ({e.strerror}); "
+                              "set artifacts.path in the study file to a writable folder") from None
+    return FileSystemArtifactStore(folder)
+
+
+@functools.cache
+def for_study(cfg: ArtifactsConfig, output_root: Path) -> TrialArtifacts:
+    """One per worker and study (the lease's hooks are built at every claim)."""
+    location = store_location(cfg, output_root)
+    return TrialArtifacts(open_store(location, create=True), location, cfg.keep_top_k)
+
+
+class TrialArtifacts:
+    """One study's artifact store, as its workers fill it: each trial's files, and the top k's checkpoints."""
+
+    def __init__(self, store, location: str, keep_top_k: int) -> None:
+        self.store, self.location, self.keep_top_k = store, location, keep_top_k
+
+    def telling(self, lease: Lease) -> None:
+        """The lease's ``telling`` hook: upload the trial's artifacts while the trial can still take them (Optuna
+        adds none to a finished trial). A stop signal (the trial is re-queued; its retry uploads) and a trial
+        another worker already ended never get here; an upload's own error is logged, never the trial's."""
+        self._upload(lease, lease.outcome.state)
+
+    def ended(self, lease: Lease) -> None:
+        """The lease's ``ended`` hook: with this trial's outcome told, keep the top k's checkpoints only."""
+        lease.store(lambda: self._retain(lease.study, lease.storage), "keep the best checkpoints")
+
+    # -------------------------------------------------------------- before the tell
+
+    def _upload(self, lease: Lease, state: TrialState) -> None:
+        try:
+            self._upload_all(lease, state)
+        except Exception as e:  # charts are worth a warning, never the trial
+            log.warning("trial %d: artifacts not stored: %s", lease.number, reason_of(e))
+
+    def _upload_all(self, lease: Lease, state: TrialState) -> None:
+        study = lease.study
+        if lease.store(lambda: study.user_attrs.get(LOCATION_ATTR), "read the study") != self.location:
+            lease.store(lambda: study.set_user_attr(LOCATION_ATTR, self.location), "record the artifact store")
+        output_dir = lease.frozen().user_attrs.get("output_dir")
+        runs = _runs(Path(output_dir)) if output_dir else []
+        if not runs:
+            return
+        value = lease.outcome.value if state == TrialState.COMPLETE else None
+        score = f", macro-F1 {value:.4f}" if value is not None else ""
+        title = f"{study.study_name} trial {lease.number} {state.name}{score}"
+        with tempfile.TemporaryDirectory(prefix="artifacts-") as tmp:
+            for path in _result_files(runs, Path(tmp), title):
+                self._put(lease, path)
+            if state == TrialState.COMPLETE and self._may_rank(study, lease.number, value):
+                self._keep_checkpoints(lease, runs, Path(tmp))
+
+    def _put(self, lease: Lease, path: Path) -> str:
+        return lease.store(lambda: upload_artifact(artifact_store=self.store, file_path=str(path),
+                                                   study_or_trial=lease.trial), f"store {path.name}")
+
+    def _may_rank(self, study: optuna.Study, number: int, value: float) -> bool:
+        """Whether the trial is among the k best so far: the top k only gets better, so a trial outside it now
+        never enters it, and its checkpoint need not travel to the store."""
+        if self.keep_top_k == 0:
+            return False
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        top = _ranked([*done, _Told(number, value)], study)[:self.keep_top_k]
+        return any(t.number == number for t in top)
+
+    def _keep_checkpoints(self, lease: Lease, runs: list[tuple[str, Path, dict]], tmp: Path) -> None:
+        ids = []
+        for suffix, folder, _ in runs:
+            if (folder / "best.pt").is_file():
+                named = tmp / f"best{suffix}.pt"
+                named.symlink_to((folder / "best.pt").resolve())  # the store's file name, without a copy
+                ids.append(self._put(lease, named))
+        if not ids:
+            return
+        study = lease.study
+
+        def record() -> None:
+            with budget_lock(lease.storage, lease.storage.url, study.study_name):
+                kept = dict(study.user_attrs.get(KEPT_ATTR) or {})
+                kept[str(lease.number)] = ids
+                study.set_user_attr(KEPT_ATTR, kept)
+
+        lease.store(record, "record its checkpoint")
+
+    # -------------------------------------------------------------- after the tell
+
+    def _retain(self, study: optuna.Study, storage) -> None:
+        if not study.user_attrs.get(KEPT_ATTR):  # one read, outside the lock, for the usual trial outside the top k
+            return
+        with budget_lock(storage, storage.url, study.study_name):
+            kept = dict(study.user_attrs.get(KEPT_ATTR) or {})
+            trials = study.get_trials(deepcopy=False)
+            top = {t.number for t in _ranked([t for t in trials if t.state == TrialState.COMPLETE], study)
+                   [:self.keep_top_k]}
+            running = {t.number for t in trials if t.state == TrialState.RUNNING}  # uploaded, not told yet
+            dropped = [n for n in kept if int(n) not in top and int(n) not in running]
+            for number in dropped:
+                for artifact_id in kept.pop(number):
+                    with contextlib.suppress(ArtifactNotFound):  # removed by an earlier pass that died
+                        self.store.remove(artifact_id)
+            if dropped:
+                study.set_user_attr(KEPT_ATTR, kept)
+
+
+class _Told(NamedTuple):
+    """A trial's value before it is told, to rank it with the told ones."""
+    number: int
+    value: float
+
+
+def _ranked(trials: list, study: optuna.Study) -> list:
+    """Best first; equal values: the earlier trial first (the order of ``search ensemble``'s top k)."""
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted((t for t in trials if t.value is not None), key=lambda t: (sign * t.value, t.number))
+
+
+def _runs(output_dir: Path) -> list[tuple[str, Path, dict]]:
+    """(file-name suffix, run folder, metrics.json) of each run the trial trained that wrote its metrics: the
+    trial's folder itself (suffix ''), or with ``cv:`` each fold's (``_fold-0``, ...)."""
+    if not output_dir.is_dir():
+        return []
+    runs = []
+    for folder in models_of(output_dir):
+        if (folder / "metrics.json").is_file():
+            suffix = "" if folder == output_dir else f"_{folder.name}"
+            runs.append((suffix, folder, json.loads((folder / "metrics.json").read_text())))
+    return runs
+
+
+def _result_files(runs: list[tuple[str, Path, dict]], tmp: Path, title: str) -> list[Path]:
+    """The charts and metrics files of a trial's runs, named as the store will show them."""
+    metrics = [m for _, _, m in runs]
+    files = []
+    first = metrics[0]
+    matrices = [m["confusion_matrix"] for m in metrics if m.get("confusion_matrix")]
+    if matrices and not first.get("multilabel"):  # a multi-label run has one 2x2 matrix per label: no class grid
+        total = [[sum(cells) for cells in zip(*rows)] for rows in zip(*matrices)]
+        note = f" (sum of {len(matrices)} folds)" if runs[0][0] else ""
+        files.append(confusion_matrix_png(total, first["classes"], tmp / "confusion_matrix.png", title + note))
+    per_class = combine(metrics)["per_class_f1"] if runs[0][0] else first.get("per_class_f1")
+    if per_class:
+        note = f" (mean of {len(metrics)} folds)" if runs[0][0] else ""
+        files.append(per_class_f1_png(per_class, tmp / "per_class_f1.png", title + note))
+    for suffix, folder, m in runs:
+        if m.get("history"):
+            fold = f" {suffix.lstrip('_')}" if suffix else ""
+            files.append(learning_curves_png(m["history"], tmp / f"learning_curves{suffix}.png", title + fold))
+        named = tmp / f"metrics{suffix}.json"
+        named.symlink_to((folder / "metrics.json").resolve())
+        files.append(named)
+    return files
+
+
+def served_location(storage, override: str | None) -> tuple[str | None, list[str]]:
+    """The store ``search dashboard`` serves: ``--artifacts``, else the one the store's studies recorded (the
+    newest study's when they differ; the others are returned too), else ``./runs/artifacts`` if it exists."""
+    if override:
+        if not override.startswith("s3://") and not Path(override).is_dir():
+            raise SearchError(f"--artifacts {override}: no such folder; pass the artifact store's folder (a study's "
+                              "artifacts.path, by default <--output>/artifacts) or s3://BUCKET")
+        return override, []
+    recorded = [s.user_attrs[LOCATION_ATTR] for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+                if s.user_attrs.get(LOCATION_ATTR)]
+    if recorded:
+        return recorded[-1], sorted(set(recorded) - {recorded[-1]})
+    default = Path("runs") / "artifacts"
+    return (str(default.resolve()), []) if default.is_dir() else (None, [])
