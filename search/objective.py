@@ -76,13 +76,14 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
             lease.set_attrs(fail_reason=None)
         cfg = sc.config_for({**_runtime_overrides(sc), **params}, f"{sc.path} trial {n}")
         ceiling = batch_ceiling(trial.study, cfg)
-        lease.set_attrs(config=dump_config(cfg), output_dir=str(out))
+        resolved = dump_config(cfg)
+        lease.set_attrs(config=resolved, output_dir=str(out))
         params_text = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: {params_text}")
         w = sc.spec.wandb
         mirror = lease.attach(TrialMirror(ctx.use_wandb and w.enabled, project=w.project or sc.name,
                                           group=w.group or sc.name, name=f"trial-{n}", mode=w.mode,
-                                          config=run_config(dump_config(cfg), params, trial=n, study=sc.name),
+                                          config=run_config(resolved, params, trial=n, study=sc.name),
                                           directory=ctx.output_root, entity=w.entity, output_dir=out))
         reports = TrialReports(lease, mirror, cfg.train.epochs, folds, say=ctx.say,
                                best=lambda: ctx.refresh_best(trial.study),
@@ -94,8 +95,7 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
             result = fit(cfg, out, reports.epoch, resume_from=resume, batch_ceiling=ceiling)
         if result["batch_size"] != cfg.train.batch_size:  # auto / capped: export the size that ran
             mirror.update_config({"train.batch_size": result["batch_size"]})
-            lease.set_attrs(config={**dump_config(cfg), "train": {**dump_config(cfg)["train"],
-                                                                  "batch_size": result["batch_size"]}})
+            lease.set_attrs(config={**resolved, "train": {**resolved["train"], "batch_size": result["batch_size"]}})
         lease.set_attrs(**{k: result[k] for k in RECORDED + (("fold_macro_f1",) if folds else ())})
         lease.complete(result["macro_f1"], {"macro_f1": result["macro_f1"], "best_epoch": result["best_epoch"]})
     if lease.outcome.value is not None and (ctx.best is None or lease.outcome.value > ctx.best):
