@@ -266,6 +266,26 @@ def bench_sharing(k: int, model: str, size: int, root: Path, batch: int, seconds
     return total
 
 
+def share_auto(args, root: Path, rows: list[dict]) -> dict:
+    """`--trials-per-gpu auto` on the sharing config: its own measurement (synthetic batches, K processes at
+    once), then its K's aggregate from the rows above (the real loader), against the best K there."""
+    from search.trials_per_gpu import measured_choice
+
+    cfg = _cfg(args.share_model, args.share_size, root, args.share_batch).model_dump(mode="json")
+    t0 = time.perf_counter()
+    choice = measured_choice(cfg)
+    seconds = time.perf_counter() - t0
+    by_k = {r["k"]: r["ips"] for r in rows}
+    best_k = max(by_k, key=by_k.get)
+    got = by_k.get(choice.k)
+    print(f"\n{choice.line()}; chosen in {seconds:.0f} s")
+    print(f"auto K={choice.k}: " + (f"{got:.0f} img/s = {100 * got / by_k[best_k]:.0f}% of the best measured K="
+                                   f"{best_k} ({by_k[best_k]:.0f} img/s)" if got else
+                                   f"not among the measured K ({', '.join(map(str, by_k))}): add it to --k"))
+    return {"k": choice.k, "why": choice.why, "rates": choice.rates, "seconds": seconds, "best_k": best_k,
+            "share_of_best": got / by_k[best_k] if got else None}
+
+
 def check_ceiling(model: str, size: int, root: Path) -> dict:
     cfg = _cfg(model, size, root, 64)
     rt = resolve_runtime(cfg.train)
@@ -293,6 +313,8 @@ def main() -> None:
     ap.add_argument("--share-size", type=int, default=128)
     ap.add_argument("--share-batch", type=int, default=64)
     ap.add_argument("--share-seconds", type=float, default=20)
+    ap.add_argument("--share-auto", action="store_true", help="also let `--trials-per-gpu auto` choose K for the "
+                    "sharing config (search/trials_per_gpu.py) and compare it with the best measured K")
     ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--profile", type=Path,
@@ -338,6 +360,8 @@ def main() -> None:
         base = base or ips
         results["sharing"].append({"k": k, "ips": ips})
         print(f"| {k} | {ips:.0f} | {ips / base:.2f}x |", flush=True)
+    if args.share_auto and results["sharing"]:
+        results["auto"] = share_auto(args, root, results["sharing"])
     if args.profile:  # after every timed row
         args.profile.mkdir(parents=True, exist_ok=True)
         for name in [m for m in args.models.split(",") if m]:

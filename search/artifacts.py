@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -31,14 +30,12 @@ from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore, upload
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
-from training.cv import combine
-
 from .budget import budget_lock
-from .ensemble import models_of
 from .errors import SearchError
 from .lease import Lease, reason_of
 from .plots import confusion_matrix_png, learning_curves_png, per_class_f1_png
 from .study_config import ArtifactsConfig
+from .trial_runs import Run, mean_per_class_f1, read_runs, summed_confusion
 
 __all__ = ["TrialArtifacts", "for_study", "open_store", "store_location", "served_location", "LOCATION_ATTR",
            "KEPT_ATTR"]
@@ -109,7 +106,7 @@ class TrialArtifacts:
         if lease.store(lambda: study.user_attrs.get(LOCATION_ATTR), "read the study") != self.location:
             lease.store(lambda: study.set_user_attr(LOCATION_ATTR, self.location), "record the artifact store")
         output_dir = lease.frozen().user_attrs.get("output_dir")
-        runs = _runs(Path(output_dir)) if output_dir else []
+        runs = read_runs(output_dir)
         if not runs:
             return
         value = lease.outcome.value if state == TrialState.COMPLETE else None
@@ -134,12 +131,12 @@ class TrialArtifacts:
         top = _ranked([*done, _Told(number, value)], study)[:self.keep_top_k]
         return any(t.number == number for t in top)
 
-    def _keep_checkpoints(self, lease: Lease, runs: list[tuple[str, Path, dict]], tmp: Path) -> None:
+    def _keep_checkpoints(self, lease: Lease, runs: list[Run], tmp: Path) -> None:
         ids = []
-        for suffix, folder, _ in runs:
-            if (folder / "best.pt").is_file():
-                named = tmp / f"best{suffix}.pt"
-                named.symlink_to((folder / "best.pt").resolve())  # the store's file name, without a copy
+        for run in runs:
+            if (run.folder / "best.pt").is_file():
+                named = tmp / (f"best_{run.label}.pt" if run.label else "best.pt")
+                named.symlink_to((run.folder / "best.pt").resolve())  # the store's file name, without a copy
                 ids.append(self._put(lease, named))
         if not ids:
             return
@@ -185,39 +182,28 @@ def _ranked(trials: list, study: optuna.Study) -> list:
     return sorted((t for t in trials if t.value is not None), key=lambda t: (sign * t.value, t.number))
 
 
-def _runs(output_dir: Path) -> list[tuple[str, Path, dict]]:
-    """(file-name suffix, run folder, metrics.json) of each run the trial trained that wrote its metrics: the
-    trial's folder itself (suffix ''), or with ``cv:`` each fold's (``_fold-0``, ...)."""
-    if not output_dir.is_dir():
-        return []
-    runs = []
-    for folder in models_of(output_dir):
-        if (folder / "metrics.json").is_file():
-            suffix = "" if folder == output_dir else f"_{folder.name}"
-            runs.append((suffix, folder, json.loads((folder / "metrics.json").read_text())))
-    return runs
-
-
-def _result_files(runs: list[tuple[str, Path, dict]], tmp: Path, title: str) -> list[Path]:
-    """The charts and metrics files of a trial's runs, named as the store will show them."""
-    metrics = [m for _, _, m in runs]
+def _result_files(runs: list[Run], tmp: Path, title: str) -> list[Path]:
+    """The charts and metrics files of a trial's runs, named as the store will show them (a fold's with its
+    ``_fold-i`` suffix)."""
     files = []
-    first = metrics[0]
-    matrices = [m["confusion_matrix"] for m in metrics if m.get("confusion_matrix")]
-    if matrices and not first.get("multilabel"):  # a multi-label run has one 2x2 matrix per label: no class grid
-        total = [[sum(cells) for cells in zip(*rows)] for rows in zip(*matrices)]
-        note = f" (sum of {len(matrices)} folds)" if runs[0][0] else ""
-        files.append(confusion_matrix_png(total, first["classes"], tmp / "confusion_matrix.png", title + note))
-    per_class = combine(metrics)["per_class_f1"] if runs[0][0] else first.get("per_class_f1")
+    first = runs[0].metrics
+    folds = len(runs) if runs[0].label else 0
+    matrix = summed_confusion([r for r in runs if r.metrics.get("confusion_matrix")])
+    if matrix is not None and not first.get("multilabel"):  # multi-label: one 2x2 matrix per label, no class grid
+        note = f" (sum of {folds} folds)" if folds else ""
+        files.append(confusion_matrix_png(matrix, first["classes"], tmp / "confusion_matrix.png", title + note))
+    per_class = mean_per_class_f1(runs)
     if per_class:
-        note = f" (mean of {len(metrics)} folds)" if runs[0][0] else ""
+        note = f" (mean of {folds} folds)" if folds else ""
         files.append(per_class_f1_png(per_class, tmp / "per_class_f1.png", title + note))
-    for suffix, folder, m in runs:
-        if m.get("history"):
-            fold = f" {suffix.lstrip('_')}" if suffix else ""
-            files.append(learning_curves_png(m["history"], tmp / f"learning_curves{suffix}.png", title + fold))
+    for run in runs:
+        suffix = f"_{run.label}" if run.label else ""
+        if run.metrics.get("history"):
+            label = f" {run.label}" if run.label else ""
+            curves = tmp / f"learning_curves{suffix}.png"
+            files.append(learning_curves_png(run.metrics["history"], curves, title + label))
         named = tmp / f"metrics{suffix}.json"
-        named.symlink_to((folder / "metrics.json").resolve())
+        named.symlink_to((run.folder / "metrics.json").resolve())
         files.append(named)
     return files
 

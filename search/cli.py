@@ -34,20 +34,32 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
         help="finished trials the study must hold in total (default: the study file's n_trials)"),
         storage: Optional[str] = StorageOpt,
         workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local worker processes"),
-        trials_per_gpu: int = typer.Option(1, "--trials-per-gpu", min=1, help="workers sharing each GPU"),
+        trials_per_gpu: str = typer.Option("1", "--trials-per-gpu", help="workers sharing each GPU, or auto: "
+                                           "measured (more while one more adds >= 10% images/s)"),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after SEC"),
         no_wandb: bool = typer.Option(False, "--no-wandb", help="do not mirror trials to W&B"),
         output: Path = typer.Option(Path("runs"), "--output", help="trial outputs (checkpoints, metrics)"),
-        plain: bool = PlainOpt) -> None:
+        plain: bool = PlainOpt,
+        warm_start: Optional[str] = typer.Option(None, "--warm-start", help="a study in the same store (name or "
+                                                 "study file): its best completed trials, fitted to this study's "
+                                                 "space, run first"),
+        top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="with --warm-start: how many of its best "
+                                            "completed trials (default 5)")) -> None:
     """Create or resume a study and run it until it holds N finished trials."""
     from .launcher import run_study
     from .objective import WorkerStopped
     from .storage import resolve_url
     from .study_config import load_study
 
+    if trials_per_gpu != "auto" and not (trials_per_gpu.isdigit() and int(trials_per_gpu) >= 1):
+        raise click.UsageError(f"--trials-per-gpu {trials_per_gpu!r}: a whole number >= 1, or auto")
+    if top_k is not None and warm_start is None:
+        raise click.UsageError(f"--top-k {top_k} picks the trials of a warm start; add --warm-start STUDY or drop "
+                               "--top-k")
     try:
+        share = trials_per_gpu if trials_per_gpu == "auto" else int(trials_per_gpu)
         s = run_study(load_study(study), resolve_url(storage), n_trials, workers, output, not no_wandb, timeout,
-                      trials_per_gpu, plain=plain)
+                      share, plain=plain, warm_start=warm_start, top_k=top_k)
     except WorkerStopped as e:
         print(f"stopped by {e}; the running trial was marked and re-queued: rerun the command to resume",
               file=sys.stderr)
@@ -55,6 +67,8 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
     best = (f"best macro_f1 {s['best_value']:.4f} (trial {s['best_trial']})" if "best_value" in s
             else "no completed trial")
     print(f"done: {s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed in {s['seconds']}s; {best}")
+    if s.get("stopped"):
+        print(s["stopped"])
     print(f"next: search best --study {s['study']} --export best.yaml   |   search dashboard")
 
 
@@ -177,6 +191,8 @@ def status(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
         print(json.dumps(s))
         return
     print(f"study {s['study']}: {s['finished']}/{s['budget']} finished ({s['counts']})")
+    if s["stopped"]:
+        print(s["stopped"])
     if s.get("best"):
         b = s["best"]
         print(f"best: trial {b['number']} macro_f1 {b['value']:.4f} {b['params']}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from training.config import dump_config
 from training.data.sources import load_samples
 from training.errors import ConfigError, TrainingError
 from training.losses import check_loss_fits
@@ -22,8 +23,11 @@ from .errors import SearchError
 from .objective import WorkerStopped
 from .progress import LauncherDisplay, live_output, worker_display
 from .status import study_status
+from .stopping import judge
 from .storage import open_storage, redact
 from .study_config import StudyConfig
+from .trials_per_gpu import resolve_trials_per_gpu
+from .warm_start import DEFAULT_TOP_K, enqueue, read_source
 from .worker import open_study, work
 
 __all__ = ["run_study", "preflight", "worker_env", "gpu_of_worker", "local_gpus"]
@@ -151,19 +155,43 @@ def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_w
     return [0 if stopped_by and c in stopped else int(c) for c in codes]
 
 
+def _auto_trials_per_gpu(study: optuna.Study, sc: StudyConfig, gpus: int) -> int:
+    """``--trials-per-gpu auto``: measured on the first local GPU for the study's default config (all local GPUs
+    are taken to be the same model), printed with why."""
+    if not gpus:
+        print("trials per GPU: auto -> 1 (no GPU: the workers run on CPU)", flush=True)
+        return 1
+    cfg = dump_config(sc.config_for(sc.default_params(), str(sc.path)))
+    choice = resolve_trials_per_gpu(study, cfg, torch.cuda.get_device_name(0))  # local GPUs: one model
+    print(choice.line(), flush=True)
+    return choice.k
+
+
 def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
-              use_wandb: bool, timeout: float | None, trials_per_gpu: int = 1, plain: bool = False) -> dict:
-    """``plain``: plain lines even on a terminal (search/progress draws a live board there otherwise)."""
+              use_wandb: bool, timeout: float | None, trials_per_gpu: int | str = 1, plain: bool = False,
+              warm_start: str | None = None, top_k: int | None = None) -> dict:
+    """``plain``: plain lines even on a terminal (search/progress draws a live board there otherwise).
+    ``warm_start``: a study in the same store whose ``top_k`` best completed trials, fitted to this study's space
+    (search/warm_start.py), are enqueued before the workers start."""
     preflight(sc)
+    # read before this study is opened (and created): a bad --warm-start leaves the store as it was
+    source = read_source(url, warm_start, sc.name, top_k or DEFAULT_TOP_K) if warm_start else None
     storage = open_storage(url)
     study = open_study(sc, storage, url)
     budget = n_trials or sc.spec.n_trials
     study.set_user_attr("n_trials", budget)
     gpus = len(local_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
+    if trials_per_gpu == "auto":
+        trials_per_gpu = _auto_trials_per_gpu(study, sc, gpus)
     k = workers or (gpus * trials_per_gpu if gpus else sc.spec.workers)
     before = counts(study)
     print(f"study '{sc.name}' in {redact(url)}: {before['complete'] + before['pruned']}/{budget} finished; "
           f"{k} worker(s){f' on {gpus} GPU(s)' if gpus else ' on CPU'}", flush=True)
+    stopped = judge(study, study.get_trials(deepcopy=False), sc.spec.stop)
+    if source is not None and stopped:  # its trials would wait for good
+        print(f"warm start skipped: the study {stopped.removeprefix('stopped early: ')}", flush=True)
+    elif source is not None:
+        enqueue(study, storage, url, sc, source, budget, say=lambda line: print(line, flush=True))
     t0 = time.perf_counter()
     if k == 1:
         os.environ.setdefault("SEARCH_NUM_THREADS", str(os.cpu_count() or 1))
@@ -180,7 +208,7 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
     summary = {"study": sc.name, "storage": redact(url), "budget": budget,
                "seconds": round(time.perf_counter() - t0, 1),
                "complete": c.get("complete", 0), "pruned": c.get("pruned", 0), "failed": c.get("fail", 0),
-               "running": c.get("running", 0)}
+               "running": c.get("running", 0), "stopped": st["stopped"]}
     if st["best"]:
         best = st["best"]
         summary.update(best_value=best["value"], best_trial=best["number"], best_params=best["params"])

@@ -9,6 +9,7 @@ frees memory exactly once. No torch here: ``benchmarks/scale.py`` runs 64 of the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .budget import budget_lock, claim_waiting, top_up
 from .heartbeat import Heartbeat
 from .resilience import with_store_retry
+from .stopping import StopConfig, judge
 from .storage import RetryCallback
 
 __all__ = ["claim", "Lease", "Hooks", "Survey", "WorkerStopped"]
@@ -41,6 +43,7 @@ class Survey:
     done: int                          # COMPLETE + PRUNED
     failed: list[FrozenTrial]          # failed for a reason of their own (not stale, not re-queued)
     best: float | None
+    stopped: str | None = None         # why the study stopped early (search/stopping.py), else None
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,10 @@ class Hooks:
 
 
 def claim(study: optuna.Study, storage, budget: int, max_failures: int, first_params: dict | None = None,
-          hooks: Hooks = Hooks()) -> tuple[Survey, Lease | None]:
-    """Under the study lock: fail stale trials, count, top up, claim. No lease when the budget is met, too many
-    trials failed, or every token is taken by a running trial (one of them may still die and be re-queued)."""
+          hooks: Hooks = Hooks(), stop: StopConfig | None = None) -> tuple[Survey, Lease | None]:
+    """Under the study lock: fail stale trials, count, judge the stop rule, top up, claim. No lease when the
+    budget is met, too many trials failed, the study stopped early, or every token is taken by a running trial
+    (one of them may still die and be re-queued)."""
     study.get_trials(deepcopy=False)  # outside the lock: the first read of a long study's finished trials, which
     # the study caches (later reads fetch only unfinished and new trials)
     with budget_lock(storage, storage.url, study.study_name):
@@ -67,6 +71,8 @@ def claim(study: optuna.Study, storage, budget: int, max_failures: int, first_pa
         survey = _survey(trials)
         if survey.done >= budget or len(survey.failed) >= max_failures:
             return survey, None
+        if stopped := judge(study, trials, stop):
+            return dataclasses.replace(survey, stopped=stopped), None
         top_up(study, budget, first_params, trials)
         trial, trial_id = claim_waiting(study, storage) or (None, None)
     if trial is None:

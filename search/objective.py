@@ -87,7 +87,8 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
                                           directory=ctx.output_root, entity=w.entity, output_dir=out))
         reports = TrialReports(lease, mirror, cfg.train.epochs, folds, say=ctx.say,
                                best=lambda: ctx.refresh_best(trial.study),
-                               progress=ctx.display.trial(lease, ctx.tag, cfg.train.epochs, folds))
+                               progress=ctx.display.trial(lease, ctx.tag, cfg.train.epochs, folds),
+                               pruner=sc.spec.pruner.name)
         if folds:
             result = combine(cross_validate(cfg, out, folds, epoch_callback=reports.epoch,
                                             fold_callback=reports.fold_done, resume_dir=resume, batch_ceiling=ceiling))

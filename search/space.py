@@ -19,15 +19,15 @@ from pydantic import Field, model_validator
 
 from training.config import StrictModel
 
-__all__ = ["Param", "Space", "suggest", "defaults", "apply_params", "get_path", "space_hash"]
+__all__ = ["Param", "Space", "suggest", "defaults", "apply_params", "get_path", "space_hash", "is_active", "lookup"]
 
 Scalar = bool | int | float | str | None
 
 
 class Param(StrictModel):
     type: Literal["float", "int", "categorical"] | None = None
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None  # int first: an int range {low: 16, high: 512} stays int (suggest_int)
+    high: int | float | None = None
     log: bool = False
     step: float | None = None
     choices: list[Scalar] | None = None
@@ -113,7 +113,7 @@ def _set_path(d: dict, path: str, value: Any) -> None:
         node[parts[-1]] = value
 
 
-def _active(p: Param, values: dict[str, Any]) -> bool:
+def is_active(p: Param, values: dict[str, Any]) -> bool:
     for path, want in p.when.items():
         have = values.get(path, MISSING)
         if isinstance(want, list) and have not in want or not isinstance(want, list) and have != want:
@@ -121,7 +121,7 @@ def _active(p: Param, values: dict[str, Any]) -> bool:
     return True
 
 
-def _lookup(path: str, chosen: dict[str, Any], base: dict) -> Any:
+def lookup(path: str, chosen: dict[str, Any], base: dict) -> Any:
     return chosen[path] if path in chosen else get_path(base, path, MISSING)
 
 
@@ -129,7 +129,7 @@ def suggest(trial: TrialLike, space: Space, base: dict) -> dict[str, Any]:
     """Sample every active parameter (in file order; conditions see earlier choices and fixed values)."""
     chosen: dict[str, Any] = {}
     for path, p in space.items():
-        if not _active(p, {k: _lookup(k, chosen, base) for k in p.when}):
+        if not is_active(p, {k: lookup(k, chosen, base) for k in p.when}):
             continue
         if p.kind == "categorical":
             chosen[path] = trial.suggest_categorical(path, p.choices)
@@ -144,7 +144,7 @@ def defaults(space: Space, base: dict) -> dict[str, Any]:
     """The default of every active parameter: its ``default``, else the fixed config's value at its path."""
     chosen: dict[str, Any] = {}
     for path, p in space.items():
-        if not _active(p, {k: _lookup(k, chosen, base) for k in p.when}):
+        if not is_active(p, {k: lookup(k, chosen, base) for k in p.when}):
             continue
         chosen[path] = p.default if p.default is not None else get_path(base, path, None)
     return chosen
@@ -158,5 +158,14 @@ def apply_params(base: dict, params: dict[str, Any]) -> dict:
 
 
 def space_hash(space: Space) -> str:
-    canon = {k: v.model_dump(exclude={"default"}) for k, v in space.items()}
+    """Changes when a distribution does, not when a bound is written 0 instead of 0.0 (bounds once were always
+    floats: keeping them so keeps the hashes of existing studies). A range that samples ints because both
+    bounds are ints, which such a study sampled as floats, is a new space: say so."""
+    canon = {}
+    for k, v in space.items():
+        c = v.model_dump(exclude={"default"})
+        c.update({b: float(c[b]) for b in ("low", "high") if c[b] is not None})
+        if v.type is None and v.kind == "int":
+            c["int_bounds"] = True
+        canon[k] = c
     return hashlib.sha256(json.dumps(canon, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -6,6 +6,7 @@ import optuna
 
 from .budget import counts
 from .export import best_or_none
+from .stopping import STOP_ATTR
 
 __all__ = ["study_status"]
 
@@ -19,6 +20,7 @@ def study_status(study: optuna.Study) -> dict:
         "budget": study.user_attrs.get("n_trials"),
         "finished": c["complete"] + c["pruned"],
         "counts": {k: v for k, v in c.items() if v},
+        "stopped": (study.user_attrs.get(STOP_ATTR) or {}).get("reason"),  # why it stopped early, or None
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                            "per_class_f1": best.user_attrs.get("per_class_f1"),
                                            "output_dir": best.user_attrs.get("output_dir")},

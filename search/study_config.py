@@ -11,26 +11,15 @@ from training.config import RunConfig, StrictModel, dump_config, format_error, p
 from training.errors import ConfigError
 
 from .errors import StudyConfigError
+from .pruners import Median, PrunerSpec, check_fits, check_pruner_keys
+from .samplers import SamplerSpec, Tpe, check_sampler_keys, check_sampler_space
 from .space import Param, apply_params, defaults, get_path, space_hash
+from .stopping import StopConfig
 
 __all__ = ["StudyConfig", "load_study", "study_name", "resolve_study_path", "STUDIES_DIR", "is_study_file",
            "ArtifactsConfig"]
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
-
-
-class SamplerConfig(StrictModel):
-    name: Literal["tpe", "random", "qmc"] = "tpe"
-    seed: int | None = 0
-    n_startup_trials: int = Field(10, ge=0)
-
-
-class PrunerConfig(StrictModel):
-    name: Literal["median", "wilcoxon", "none"] = "median"
-    n_startup_trials: int = Field(5, ge=0, description="median: trials that finish before pruning starts")
-    n_warmup_steps: int = Field(1, ge=0, description="epochs (folds, with cv) of each trial that are never pruned")
-    p_threshold: float = Field(0.1, gt=0.0, lt=1.0, description="wilcoxon: prune when the fold scores are "
-                               "worse than the best trial's at this significance")
 
 
 class CvConfig(StrictModel):
@@ -75,8 +64,9 @@ class StudyFile(StrictModel):
     seed_trials_with_defaults: bool = Field(True, description="trial 0 runs every parameter's default")
     training: dict[str, Any] = Field(default_factory=dict)
     search_space: dict[str, Param] = Field(default_factory=dict)
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    sampler: SamplerSpec = Field(default_factory=Tpe)
+    pruner: PrunerSpec = Field(default_factory=Median)
+    stop: StopConfig | None = None
     cv: CvConfig | None = None
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     reliability: Reliability = Field(default_factory=Reliability)
@@ -93,6 +83,13 @@ class StudyConfig:
     @property
     def space_hash(self) -> str:
         return space_hash(self.space)
+
+    @property
+    def max_epochs(self) -> int:
+        """A trial's most epochs: the fixed config's, or the search space's high when epochs are searched."""
+        p = self.space.get("train.epochs")
+        return int(p.high if p is not None and p.kind != "categorical" else
+                   max(p.choices) if p is not None else self.base["train"]["epochs"])
 
     def default_params(self) -> dict[str, Any]:
         return defaults(self.space, self.base)
@@ -136,6 +133,11 @@ def load_study(name_or_path: str) -> StudyConfig:
     raw = read_yaml(path)
     if "name" not in raw:
         raise StudyConfigError(_nameless(path, raw))
+    try:  # first, so that a wrong name or another pruner's key gets its own line, not pydantic's union dump
+        raw = {**raw, "sampler": check_sampler_keys(raw.get("sampler", {}), str(path)),
+               "pruner": check_pruner_keys(raw.get("pruner", {}), str(path))}
+    except ValueError as e:
+        raise StudyConfigError(str(e)) from None
     try:
         spec = StudyFile.model_validate(raw)
     except ValidationError as err:
@@ -144,35 +146,24 @@ def load_study(name_or_path: str) -> StudyConfig:
         base = dump_config(parse_config(spec.training, str(path), prefix=("training",)))
     except ConfigError as e:
         raise StudyConfigError(str(e)) from None
-    if spec.pruner.name == "wilcoxon" and spec.cv is None:
-        raise StudyConfigError(f"{path}: pruner.name = 'wilcoxon' compares fold scores, but the study has no cv; "
-                               "add `cv: {folds: 5}` or use pruner.name: median")
-    _check_cv_pruner(spec, path)
     study = StudyConfig(spec, base, path)
+    _check_pruner_fits(study)
     _check_space(study)
+    try:
+        check_sampler_space(spec.sampler, study.space, str(path))
+    except ValueError as e:
+        raise StudyConfigError(str(e)) from None
     return study
 
 
-def _check_cv_pruner(spec: StudyFile, path: Path) -> None:
-    """With cv the pruner sees one score per fold, and the last fold is never pruned: say so when a setting
-    leaves nothing it could prune."""
-    p, cv = spec.pruner, spec.cv
-    if cv is None or p.name == "none":
-        return
-    prunable = cv.folds - 1
-    if p.n_warmup_steps >= prunable:
-        raise StudyConfigError(f"{path}: pruner.n_warmup_steps = {p.n_warmup_steps} with cv.folds = {cv.folds}: "
-                               f"folds 1..{p.n_warmup_steps} are never pruned and fold {cv.folds} completes the "
-                               f"trial, so nothing can be pruned; use n_warmup_steps below {prunable}, or "
-                               "pruner.name: none")
-    if p.name == "wilcoxon" and 0.5 ** prunable >= p.p_threshold:
-        need = prunable + 1
-        while 0.5 ** (need - 1) >= p.p_threshold:
-            need += 1
-        raise StudyConfigError(f"{path}: pruner.name = 'wilcoxon' with cv.folds = {cv.folds} can never prune: the "
-                               f"smallest one-sided p-value of {prunable} folds is {0.5 ** prunable:.3g}, not below "
-                               f"p_threshold {p.p_threshold}; use cv.folds >= {need}, raise pruner.p_threshold, or "
-                               "pruner.name: median")
+def _check_pruner_fits(study: StudyConfig) -> None:
+    cv = study.spec.cv
+    steps, source = (cv.folds, "cv.folds") if cv else (study.max_epochs, "training.train.epochs" + (
+        " (its search_space high)" if "train.epochs" in study.space else ""))
+    try:
+        check_fits(study.spec.pruner, steps, cv is not None, source, str(study.path))
+    except ValueError as e:
+        raise StudyConfigError(str(e)) from None
 
 
 def _nameless(path: Path, raw: dict) -> str:

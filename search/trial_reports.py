@@ -19,12 +19,12 @@ EPOCH_KEYS = ("macro_f1", "accuracy", "train_loss", "val_loss", "lr", "images_pe
 
 
 class TrialReports:
-    def __init__(self, lease, mirror, epochs: int, folds: int | None,
-                 say: Callable[[str], None], best: Callable[[], float | None], progress=None) -> None:
+    def __init__(self, lease, mirror, epochs: int, folds: int | None, say: Callable[[str], None],
+                 best: Callable[[], float | None], progress=None, pruner: str = "median") -> None:
         """``progress``: where a live display takes each epoch (search/progress.py); without one, each epoch is
         a line through ``say``."""
         self.lease, self.mirror, self.epochs, self.folds = lease, mirror, epochs, folds
-        self.say, self.best, self.progress = say, best, progress
+        self.say, self.best, self.progress, self.pruner = say, best, progress, pruner
         self.fold = 0
 
     def epoch(self, epoch: int, m: dict) -> None:
@@ -55,8 +55,7 @@ class TrialReports:
 
     def _prune_if_told(self, where: str, value: float) -> None:
         if self.lease.should_prune():
-            raise optuna.TrialPruned(f"pruned at {where}: macro_f1 {value:.4f} below the "
-                                     + ("best trial's folds" if self.folds else "median"))
+            raise optuna.TrialPruned(f"pruned at {where} by the {self.pruner} pruner: macro_f1 {value:.4f}")
 
     def _fold_key(self) -> dict:
         return {"fold": self.fold + 1} if self.folds else {}

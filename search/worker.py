@@ -19,7 +19,10 @@ from .errors import BudgetError, StorageError
 from .lease import claim
 from .objective import TrialContext, WorkerStopped, run_trial, trial_hooks
 from .progress import WorkerDisplay
+from .pruners import build_pruner, optuna_warmup_steps
 from .resilience import with_store_retry
+from .samplers import build_sampler
+from .stopping import forget_other_verdict
 from .storage import open_storage, redact
 from .study_config import StudyConfig
 
@@ -29,46 +32,29 @@ log = logging.getLogger(__name__)
 METRIC = "macro_f1"  # the objective: the best epoch's validation macro-F1 (the folds' mean with cv)
 
 
-def _sampler(sc: StudyConfig, worker_index: int | None, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+def _sampler(sc: StudyConfig, worker_index: int | None, n_existing: int, budget: int) -> optuna.samplers.BaseSampler:
     """Seeded per worker and per the trials the study already holds: a resumed study, or a worker started in a
     killed one's place, must not replay the random draws an earlier worker with the same index made."""
     s = sc.spec.sampler
     who = worker_index if worker_index is not None else os.getpid()
     seed = None if s.seed is None else (s.seed + who + 1000 * n_existing) % 2**32
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if s.name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.TPESampler(n_startup_trials=s.n_startup_trials, seed=seed, multivariate=True,
-                                      group=True, constant_liar=True)
+    return build_sampler(s, seed, budget)
 
 
 def _pruner(sc: StudyConfig) -> optuna.pruners.BasePruner:
-    p = sc.spec.pruner
-    if p.name == "none":
-        return optuna.pruners.NopPruner()
-    if p.name == "wilcoxon":  # steps are folds here: it pairs each fold with the best trial's same fold
-        return optuna.pruners.WilcoxonPruner(p_threshold=p.p_threshold,
-                                             n_startup_steps=optuna_warmup_steps(p.n_warmup_steps))
-    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
-                                       n_warmup_steps=optuna_warmup_steps(p.n_warmup_steps))
+    return build_pruner(sc.spec.pruner, sc.spec.cv.folds if sc.spec.cv else sc.max_epochs)
 
 
-def optuna_warmup_steps(warmup_epochs: int) -> int:
-    """Epochs (folds, with cv) are reported as steps 1, 2, 3, ...; Optuna's pruners prune from step ==
-    n_warmup_steps on (they count from step 0), and WilcoxonPruner once it holds n_startup_steps values. So
-    "epochs 1..n are never pruned" is n + 1 in Optuna's terms, for both."""
-    return warmup_epochs + 1
-
-
-def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None) -> optuna.Study:
+def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = None,
+               budget: int | None = None) -> optuna.Study:
+    """``budget``: the study's finished-trial budget (default: its recorded n_trials, else the file's), which
+    sizes the sampler's random start-up."""
     study = optuna.create_study(study_name=sc.name, storage=storage, direction="maximize",
-                                sampler=_sampler(sc, worker_index), pruner=_pruner(sc), load_if_exists=True)
+                                sampler=optuna.samplers.RandomSampler(), pruner=_pruner(sc), load_if_exists=True)
     if study.metric_names != [METRIC]:  # the dashboard, Optuna's CLI and exports show the name, not "Objective 0"
         study.set_metric_names([METRIC])
     n_existing = len(study.get_trials(deepcopy=False))
-    if n_existing:
-        study.sampler = _sampler(sc, worker_index, n_existing)
+    study.sampler = _sampler(sc, worker_index, n_existing, budget or budget_of(study, sc, None))
     have = study.user_attrs.get("space_hash")
     if have and have != sc.space_hash:
         raise StorageError(f"study '{sc.name}' in {redact(url)} was created with a different search space; "
@@ -76,6 +62,7 @@ def open_study(sc: StudyConfig, storage, url: str, worker_index: int | None = No
     if not have:
         study.set_user_attr("space_hash", sc.space_hash)
         study.set_user_attr("study_file", str(sc.path))
+    forget_other_verdict(study, sc.spec.stop)
     return study
 
 
@@ -90,6 +77,7 @@ class WorkerResult:
     trials_run: int
     finished: int
     budget: int
+    stopped: str | None = None  # why the study stopped early
 
 
 @contextlib.contextmanager
@@ -134,7 +122,7 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
     apply_gpu_share()
     rel = sc.spec.reliability
     storage = open_storage(url, heartbeat_seconds=rel.heartbeat_seconds, max_retries=rel.max_retries)
-    study = open_study(sc, storage, url, worker_index)
+    study = open_study(sc, storage, url, worker_index, n_trials)
     budget = budget_of(study, sc, n_trials)
     max_failures = rel.max_failures or budget
     tag = f"w{worker_index if worker_index is not None else os.getpid()}"
@@ -142,11 +130,14 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
     display.watch(study, budget)
     first = sc.default_params() if sc.spec.seed_trials_with_defaults else None
     deadline = time.monotonic() + timeout if timeout else None
-    ran = 0
+    ran, survey = 0, None
     while not (deadline and time.monotonic() > deadline):
-        survey, lease = with_store_retry(lambda: claim(study, storage, budget, max_failures, first, trial_hooks(ctx)),
-                                         "claim a trial")
+        survey, lease = with_store_retry(lambda: claim(study, storage, budget, max_failures, first, trial_hooks(ctx),
+                                                       sc.spec.stop), "claim a trial")
         if survey.done >= budget:
+            break
+        if survey.stopped:
+            ctx.say(survey.stopped)
             break
         if len(survey.failed) >= max_failures:
             raise BudgetError(f"study '{sc.name}': {len(survey.failed)} trials failed (limit reliability.max_failures="
@@ -159,4 +150,4 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
         run_trial(lease, ctx)
         ran += 1
     c = with_store_retry(lambda: counts(study), "read the study")
-    return WorkerResult(ran, c["complete"] + c["pruned"], budget)
+    return WorkerResult(ran, c["complete"] + c["pruned"], budget, survey.stopped if survey else None)

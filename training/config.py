@@ -316,6 +316,9 @@ def _field_model(ann: Any) -> tuple[type[BaseModel] | None, bool]:
     args = get_args(ann)
     if get_origin(ann) is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
         return args[1], True
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1 and all(a is type(None) or a in models for a in args):  # Model | None
+        return models[0], False
     return None, False
 
 
@@ -374,6 +377,9 @@ def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str,
     """One line for what ``root.model_validate(data)`` raised: ``where`` (the file), the dotted key (under
     ``prefix``), the value and what is allowed; an unknown key gets the valid ones and a near miss."""
     errors = err.errors()
+    # a misspelt required key fails twice, as missing and as unknown: the unknown one says what to fix
+    unknown = any(x["type"] == "extra_forbidden" for x in errors)
+    errors.sort(key=lambda x: unknown and x["type"] == "missing")
     e = errors[0]
     loc = _clean_loc(e["loc"])
     # a union-typed key fails once per allowed form (list forms at an item): gather them all
@@ -391,13 +397,17 @@ def format_error(err: ValidationError, where: str, data: Any, prefix: tuple[str,
         parent = ".".join(str(p) for p in prefix + loc[:-1])
         return f"{where}: {parent} = {_value_at(data, loc[:-1])!r}: too few values (item {loc[-1]} is missing){more}"
     if e["type"] == "missing":
-        return f"{where}: missing required key '{key}'{more}"
+        model = _model_at(loc, data, root)
+        field = model.model_fields.get(str(loc[-1])) if model and loc else None
+        what = f" ({field.description})" if field is not None and field.description else ""
+        return f"{where}: missing required key '{key}'{what}; add it{more}"
     if e["type"] == "union_tag_invalid":
         return (f"{where}: {key}.source = {e['input'].get('source')!r} is not a data source; "
                 f"valid: {', '.join(DATA_SOURCES)}{more}")
     msgs = list(dict.fromkeys(
         (f"a list, but item {_clean_loc(x['loc'])[len(loc)]}: " if len(_clean_loc(x["loc"])) > len(loc) else "")
-        + x["msg"].removeprefix("Value error, ") for x in same))
+        + re.sub(r"a valid dictionary or instance of \w+", "a mapping (key: value)",
+                 x["msg"].removeprefix("Value error, ")) for x in same))
     msg = " or ".join(msgs) if len(msgs) <= 4 else "; ".join(msgs[:4])
     value = _value_at(data, loc) if loc else e.get("input")
     if isinstance(value, dict):  # a whole section (or file) failed a cross-field check: its message names the keys

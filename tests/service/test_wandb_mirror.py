@@ -76,7 +76,7 @@ def test_each_trial_run_holds_the_full_config_per_class_f1_tables_and_outcome(tm
     assert failed["exit_code"] == 1
     assert not [h for h in failed["history"] if "confusion_matrix_table/path" in h], "no epoch ran: no tables"
     pruned = runs["trial-3"][0]
-    assert pruned["summary"]["reason"].startswith("pruned at epoch 1: macro_f1")
+    assert pruned["summary"]["reason"].startswith("pruned at epoch 1 by the median pruner: macro_f1")
 
     for t in (trials[0], trials[1], trials[3]):
         r, folder = runs[f"trial-{t.number}"]

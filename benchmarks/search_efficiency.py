@@ -1,0 +1,461 @@
+"""Search efficiency: how fast each sampler and pruner finds a good configuration, counted in epochs trained.
+
+Every strategy runs the real service on one generated task: a study file per (strategy, seed), one in-process
+`search.worker.work()` worker on its own SQLite store, real trials (test_resnet on CPU). The task is a noisy,
+low-contrast 12-class imagefolder at 16 px, where most of the optimizer / learning-rate space scores near chance
+and a small region scores well, so samplers and pruners have something to find. Training is seeded, so a
+configuration scores the same whenever it is drawn; runs differ only by the sampler's seed.
+
+A trial's cost is the epochs it trained: the steps it reported (one per epoch; a pruned trial has fewer). Trials
+are taken in completion order. The best macro-F1 is that of the best COMPLETE trial, what `search best` exports;
+a pruned trial's partial score never counts. Per strategy it prints: best macro-F1 at a few cumulative-epoch
+budgets (median over seeds), the epochs needed to come within 0.5 pt of the same seed's random-search final best,
+the share of epochs pruning saved against the same sampler unpruned, and the final best; then the two targets
+of issue #13 with the measured values. Writes ``results.md``, ``results.json`` and ``search_efficiency.png``
+(best macro-F1 against epochs, mean and median over seeds) to ``--out``.
+
+    python benchmarks/search_efficiency.py                      # 6 strategies x 3 seeds, ~20 min on 2 cores
+    python benchmarks/search_efficiency.py --strategies random,tpe+median --seeds 5
+    python benchmarks/search_efficiency.py --set tpe+median.pruner.n_warmup_steps=3   # try another setting
+    python benchmarks/search_efficiency.py --reuse --strategies random,tpe --variant w3=tpe+median \
+        --set w3.pruner.n_warmup_steps=3              # a variant beside baselines already run (--reuse)
+    python benchmarks/search_efficiency.py --smoke              # seconds: checks that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import fnmatch
+import hashlib
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "tests"))  # imagegen: the synthetic learnable classes the tests use
+
+from imagegen import class_image, save_image  # noqa: E402
+
+TPE = {"name": "tpe", "n_startup_trials": 8}
+# name: (sampler, pruner), as a study file spells them; the run's seed is added to the sampler. A pruned
+# strategy's savings are measured against the strategy with the same sampler and pruner none.
+STRATEGIES: dict[str, tuple[dict, dict]] = {
+    "random": ({"name": "random"}, {"name": "none"}),
+    "tpe": (TPE, {"name": "none"}),
+    "tpe+median": (TPE, {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 2}),
+    "tpe+sha": (TPE, {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3}),
+    "tpe+hyperband": (TPE, {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}),
+    "gp": ({"name": "gp", "n_startup_trials": 8}, {"name": "none"}),
+}
+
+# Wide on purpose: most of it trains poorly (too small or too large a learning rate for the optimizer, heavy
+# dropout or smoothing), a small region trains well.
+SPACE = {
+    "optimizer.name": {"choices": ["adamw", "adam", "sgd"]},
+    "optimizer.lr": {"low": 1.0e-5, "high": 1.0, "log": True},
+    "optimizer.weight_decay": {"low": 1.0e-6, "high": 0.1, "log": True},
+    "model.dropout": {"low": 0.0, "high": 0.7},
+    "loss.label_smoothing": {"low": 0.0, "high": 0.4},
+    "train.batch_size": {"choices": [32, 64, 128]},  # not 16: twice the seconds per epoch for the same count
+}
+
+
+class Task:
+    """The generated data set: ``classes`` classes of ``per_class`` images, each its class's colour and stripes
+    (tests/imagegen.py) at ``contrast`` around mid-grey under Gaussian noise of std ``noise``."""
+
+    def __init__(self, classes: int = 12, per_class: int = 40, size: int = 16, noise: float = 90.0,
+                 contrast: float = 0.3) -> None:
+        self.classes, self.per_class, self.size, self.noise, self.contrast = classes, per_class, size, noise, contrast
+
+    @property
+    def key(self) -> str:
+        return f"c{self.classes}-n{self.per_class}-s{self.size}-z{self.noise:g}-k{self.contrast:g}"
+
+    def build(self, cache: Path) -> Path:
+        root = cache / f"data-{self.key}"
+        done = root / ".complete"
+        if done.is_file():
+            return root
+        rng = np.random.default_rng(0)  # the task is the same for every strategy and seed
+        for k in range(self.classes):
+            for i in range(self.per_class):
+                img = class_image(k, self.size, rng, noise=0.0).astype(np.float32)
+                img = 128 + self.contrast * (img - 128) + rng.normal(0, self.noise, img.shape)
+                save_image(np.clip(img, 0, 255).astype(np.uint8), root / f"class_{k:02d}" / f"{i:03d}.png")
+        done.write_text("")
+        return root
+
+
+def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, epochs: int, data: Path,
+               cache: Path) -> dict:
+    training = {
+        "seed": 0,  # the same init and batch order for every trial: a configuration's score is a function of it
+        "data": {"source": "imagefolder", "root": str(data), "image_size": 16, "val_fraction": 0.4,
+                 "cache_dir": str(cache / "decoded")},
+        "model": {"name": "test_resnet", "dropout": 0.0},
+        "loss": {"name": "ce", "label_smoothing": 0.0},
+        "optimizer": {"name": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-4},
+        "scheduler": {"name": "cosine"},
+        # no patience: the only epochs a trial skips are those its pruner saves
+        "train": {"epochs": epochs, "batch_size": 32, "device": "cpu", "num_threads": 1, "precision": "fp32"},
+    }
+    return {
+        "name": name,
+        "n_trials": trials,
+        "seed_trials_with_defaults": False,  # a defaults trial would be a free, identical start for everyone
+        "training": training,
+        "search_space": SPACE,
+        "sampler": {**sampler, "seed": seed},
+        "pruner": pruner,
+        "wandb": {"enabled": False},
+        "artifacts": {"keep_top_k": 0},
+    }
+
+
+def run_strategy(name: str, study: dict, work_dir: Path) -> dict:
+    """One fresh study through a real worker, on its own SQLite store; returns its finished trials in completion
+    order (a failed worker's traceback ends the benchmark: every run must be the service's own)."""
+    from optuna import load_study
+    from optuna.trial import TrialState
+
+    from search.storage import open_storage
+    from search.study_config import load_study as load_study_file
+    from search.worker import work
+
+    run_dir = work_dir / study["name"]
+    run_dir.mkdir(parents=True)
+    path = run_dir / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    url = f"sqlite:///{run_dir / 'store.db'}"
+    t0 = time.perf_counter()
+    with open(run_dir / "worker.log", "w") as log, contextlib.redirect_stdout(log):
+        work(load_study_file(str(path)), url, n_trials=study["n_trials"], output_root=run_dir / "runs",
+             use_wandb=False, worker_index=0)
+    wall = time.perf_counter() - t0
+    storage = open_storage(url)
+    done = [t for t in load_study(study_name=study["name"], storage=storage).get_trials(deepcopy=False)
+            if t.datetime_complete is not None]
+    storage.engine.dispose()
+    rows = []
+    for t in sorted(done, key=lambda t: (t.datetime_complete, t.number)):
+        # a failed trial trained the epoch it failed in (a non-finite loss is found after the epoch)
+        spent = len(t.intermediate_values) + (t.state == TrialState.FAIL)
+        rows.append({"number": t.number, "state": t.state.name, "epochs": spent,
+                     "value": t.value if t.state == TrialState.COMPLETE else None,
+                     "seconds": (t.datetime_complete - t.datetime_start).total_seconds(),
+                     "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+                     "params": t.params})
+    return {"strategy": name, "seed": study["sampler"]["seed"], "sampler": study["sampler"],
+            "pruner": study["pruner"], "wall_s": wall, "trials": rows}
+
+
+def curve(run: dict) -> tuple[list[int], list[float]]:
+    """Cumulative epochs after each trial, and the best COMPLETE value so far (0 before the first)."""
+    xs, ys, spent, best = [], [], 0, 0.0
+    for t in run["trials"]:
+        spent += t["epochs"]
+        if t["value"] is not None:
+            best = max(best, t["value"])
+        xs.append(spent)
+        ys.append(best)
+    return xs, ys
+
+
+def best_at(run: dict, budget: float) -> float:
+    """The best macro-F1 once ``budget`` epochs were spent (a run that stopped earlier keeps its final best)."""
+    best = 0.0
+    for x, y in zip(*curve(run)):
+        if x > budget:
+            break
+        best = y
+    return best
+
+
+def epochs_to(run: dict, target: float) -> int | None:
+    for x, y in zip(*curve(run)):
+        if y >= target:
+            return x
+    return None
+
+
+def total_epochs(run: dict) -> int:
+    return sum(t["epochs"] for t in run["trials"])
+
+
+def final_best(run: dict) -> float:
+    return best_at(run, math.inf)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def baseline_of(name: str, strategies: dict) -> str | None:
+    """The strategy with the same sampler and no pruner, when ``name`` prunes."""
+    sampler, pruner = strategies[name]
+    if pruner.get("name") == "none":
+        return None
+    return next((n for n, (s, p) in strategies.items() if s == sampler and p.get("name") == "none"), None)
+
+
+TOL = 0.005  # "within 0.5 pt" of macro-F1
+CHECKPOINTS = (0.2, 0.4, 0.6, 1.0)  # shares of an unpruned run's epochs; 0.4 is target (a)'s budget
+
+
+def summarize(runs: dict[str, dict[int, dict]], strategies: dict, trials: int, epochs: int) -> dict:
+    """Per strategy: best at budget checkpoints, epochs to random's final best, epochs saved, final best."""
+    full = trials * epochs
+    checkpoints = [round(full * f) for f in CHECKPOINTS]
+    rows = {}
+    for name, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        reach = {}
+        for s in seeds:
+            ref = runs.get("random", {}).get(s)
+            reach[s] = epochs_to(by_seed[s], final_best(ref) - TOL) if ref else None
+        base = baseline_of(name, strategies)
+        saved = {s: 1 - total_epochs(by_seed[s]) / total_epochs(runs[base][s])
+                 for s in seeds if base in runs and s in runs[base]}
+        rows[name] = {
+            "seeds": seeds,
+            "at": {c: median([best_at(by_seed[s], c) for s in seeds]) for c in checkpoints},
+            "reach": reach,
+            "reach_median": _median_or_none(list(reach.values())),
+            "epochs": median([total_epochs(by_seed[s]) for s in seeds]),
+            "pruned": median([sum(t["state"] == "PRUNED" for t in by_seed[s]["trials"]) for s in seeds]),
+            "failed": sum(t["state"] == "FAIL" for s in seeds for t in by_seed[s]["trials"]),
+            "baseline": base,
+            "saved": saved,
+            "saved_median": median(list(saved.values())) if saved else None,
+            "final": median([final_best(by_seed[s]) for s in seeds]),
+            "final_each": {s: final_best(by_seed[s]) for s in seeds},
+            "s_per_epoch": sum(t["seconds"] for s in seeds for t in by_seed[s]["trials"])
+            / max(1, sum(total_epochs(by_seed[s]) for s in seeds)),
+            "wall_s": sum(by_seed[s]["wall_s"] for s in seeds),
+        }
+    return {"checkpoints": checkpoints, "rows": rows}
+
+
+def _median_or_none(values: list[int | None]) -> float | None:
+    """The median where a run that never got there counts as worse than any that did; None if that is it."""
+    if not values:
+        return None
+    m = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(m) else m
+
+
+def targets(summary: dict, runs: dict) -> list[dict]:
+    """Issue #13's two targets, per seed, then over seeds (median)."""
+    out = []
+    rows = summary["rows"]
+    if "tpe+median" in runs and "random" in runs:
+        ratios = {s: None if e is None else e / total_epochs(runs["random"][s])
+                  for s, e in rows["tpe+median"]["reach"].items() if s in runs["random"]}
+        m = _median_or_none(list(ratios.values()))  # a seed that never got there counts as the worst
+        out.append({"target": "(a) tpe+median reaches random's final best (-0.5 pt) in <= 40% of random's epochs",
+                    "per_seed": ratios, "measured": m, "pass": m is not None and m <= 0.40})
+    if "tpe+median" in runs and "tpe" in runs:
+        seeds = [s for s in runs["tpe+median"] if s in runs["tpe"]]
+        share = {s: total_epochs(runs["tpe+median"][s]) / total_epochs(runs["tpe"][s]) for s in seeds}
+        gap = {s: final_best(runs["tpe+median"][s]) - final_best(runs["tpe"][s]) for s in seeds}
+        ms, mg = median(list(share.values())), median(list(gap.values()))
+        out.append({"target": "(b) tpe+median spends <= 60% of tpe's epochs at a final best within 0.5 pt of it",
+                    "per_seed": {s: [share[s], gap[s]] for s in seeds}, "measured": [ms, mg],
+                    "pass": ms <= 0.60 and mg >= -TOL})
+    return out
+
+
+def _f(v: float | None, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * v:.0f}%" if pct else f"{v:.4f}"
+
+
+def markdown(summary: dict, checks: list[dict], trials: int, epochs: int) -> str:
+    cps = summary["checkpoints"]
+    head = ["strategy", "seeds"] + [f"best @ {c} ep" for c in cps] + [
+        "epochs to random's best -0.5 pt (per seed; median)", "epochs used", "pruned trials", "failed",
+        "epochs saved vs unpruned", "final best", "trial s / epoch", "wall s, all seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in summary["rows"].items():
+        each = ", ".join("-" if v is None else str(v) for v in r["reach"].values())
+        med = "not reached" if r["reach_median"] is None else f"{r['reach_median']:g}"
+        saved = "-" if r["saved_median"] is None else f"{_f(r['saved_median'], True)} (vs {r['baseline']})"
+        cells = [name, str(len(r["seeds"]))] + [_f(r["at"][c]) for c in cps] + [
+            f"{each}; {med}", f"{r['epochs']:g}", f"{r['pruned']:g}", str(r["failed"]), saved, _f(r["final"]),
+            f"{r['s_per_epoch']:.2f}", f"{r['wall_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"{trials} trials x {epochs} epochs per run (full budget {trials * epochs} epochs); "
+                 "figures are medians over seeds; best = best COMPLETE trial's macro-F1; epochs to random's best: "
+                 "'-' = not reached within the run.")
+    lines.append("")
+    for c in checks:
+        if isinstance(c["measured"], list):
+            share, gap = c["measured"]
+            per = "; ".join(f"seed {s}: {100 * a:.0f}% of epochs, final {b:+.4f}"
+                            for s, (a, b) in c["per_seed"].items())
+            measured = f"{100 * share:.0f}% of tpe's epochs, final best {gap:+.4f} vs tpe"
+        else:
+            per = "; ".join(f"seed {s}: {'not reached' if v is None else f'{100 * v:.0f}%'}"
+                            for s, v in c["per_seed"].items())
+            measured = "not reached" if c["measured"] is None else f"{100 * c['measured']:.0f}% of random's epochs"
+        lines.append(f"- {'PASS' if c['pass'] else 'FAIL'} {c['target']}: measured (median over seeds) {measured} "
+                     f"[{per}]")
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, dict[int, dict]], trials: int, epochs: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.arange(0, trials * epochs + 1)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    early = []
+    for i, (name, by_seed) in enumerate(runs.items()):
+        # a pruned run ends before the full budget: its line stops where its longest seed stopped
+        x = grid[grid <= max(total_epochs(run) for run in by_seed.values())]
+        ys = np.array([[best_at(run, g) for g in x] for run in by_seed.values()])
+        colour = f"C{i}"
+        ax.plot(x, ys.mean(0), color=colour, label=f"{name} (mean of {len(ys)})")
+        ax.plot(x, np.median(ys, 0), color=colour, linestyle="--", linewidth=1)
+        ax.plot(x[-1], ys.mean(0)[-1], "o", color=colour, markersize=4)
+        early.append(ys.mean(0)[min(len(x) - 1, round(CHECKPOINTS[0] * trials * epochs))])
+    # the first trials are every strategy's same random draws; the differences are in the top part
+    ax.set_ylim(bottom=max(0.0, min(early) - 0.05))
+    if "random" in runs:
+        ref = median([final_best(run) for run in runs["random"].values()])
+        ax.axhline(ref - TOL, color="grey", linestyle=":", linewidth=1, label="random's final best - 0.5 pt (median)")
+    ax.set_xlabel("epochs trained (cumulative, all trials)")
+    ax.set_ylabel("best macro-F1 so far (COMPLETE trials)")
+    ax.set_title("search efficiency: mean (solid) and median (dashed) over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_sets(items: list[str], strategies: dict) -> dict:
+    """``NAME.sampler.KEY=VALUE`` / ``NAME.pruner.KEY=VALUE`` (VALUE read as YAML; NAME may be a glob such as
+    ``tpe*``) on a copy of ``strategies``."""
+    # each entry copied on its own: strategies share the TPE dict, and a change to one must not reach the others
+    out = {n: (copy.deepcopy(s), copy.deepcopy(p)) for n, (s, p) in strategies.items()}
+    for item in items:
+        lhs, _, value = item.partition("=")
+        name, part, key = lhs.rsplit(".", 2) if lhs.count(".") >= 2 else (lhs, "", "")
+        names = fnmatch.filter(out, name)
+        if not names or part not in ("sampler", "pruner") or not key or not value:
+            raise SystemExit(f"--set {item!r}: use NAME.sampler.KEY=VALUE or NAME.pruner.KEY=VALUE, NAME one of "
+                             f"{', '.join(out)} or a glob of them")
+        for n in names:
+            out[n][0 if part == "sampler" else 1][key] = yaml.safe_load(value)
+    return out
+
+
+def run_key(name: str, study: dict) -> str:
+    """A name for a run's record: the strategy, the seed and a hash of everything its study file says."""
+    blob = json.dumps({k: v for k, v in study.items() if k != "name"}, sort_keys=True)
+    return f"{name.replace('+', '-')}-s{study['sampler']['seed']}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+# --smoke: the whole path (every table column, both targets, pruning that acts) in seconds, not a measurement
+SMOKE_TASK = {"classes": 6, "per_class": 12}
+SMOKE_STRATEGIES = ["random", "tpe", "tpe+median"]
+SMOKE_SETS = ["tpe*.sampler.n_startup_trials=2", "tpe+median.pruner.n_startup_trials=1",
+              "tpe+median.pruner.n_warmup_steps=0"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3, help="sampler seeds 0..N-1")
+    ap.add_argument("--trials", type=int, default=24, help="finished trials per run (complete + pruned)")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs of an unpruned trial")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES), help=f"from: {', '.join(STRATEGIES)}")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME.PART.KEY=VALUE",
+                    help="change a strategy's sampler or pruner key, e.g. tpe+median.pruner.n_warmup_steps=3 "
+                    "(NAME may be a glob: 'tpe*.sampler.n_startup_trials=5')")
+    ap.add_argument("--variant", action="append", default=[], metavar="NEW=BASE",
+                    help="add strategy NEW as a copy of BASE (then --set NEW.pruner.KEY=VALUE), run beside it")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "search-efficiency")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "imgsearch-search-efficiency",
+                    help="the generated images and their decode cache")
+    ap.add_argument("--reuse", action="store_true", help="reuse the records in --out/runs of runs whose study "
+                    "file would be identical (to tune one strategy against baselines already run)")
+    ap.add_argument("--smoke", action="store_true", help=f"tiny: {', '.join(SMOKE_STRATEGIES)}, 1 seed, 4 trials "
+                    "of 2 epochs, 6 classes, pruning from the first epoch")
+    args = ap.parse_args()
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task, sets = Task(), args.set
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    if args.smoke:
+        task, sets = Task(**SMOKE_TASK), SMOKE_SETS + sets
+        args.seeds, args.trials, args.epochs = 1, 4, 2
+        if args.strategies == ap.get_default("strategies"):
+            names = SMOKE_STRATEGIES
+    strategies = dict(STRATEGIES)
+    for item in args.variant:
+        new, _, base = item.partition("=")
+        if base not in STRATEGIES or not new or new in STRATEGIES:
+            raise SystemExit(f"--variant {item!r}: use NEW=BASE, BASE one of {', '.join(STRATEGIES)}")
+        strategies[new] = STRATEGIES[base]
+        names.append(new)
+    strategies = parse_sets(sets, strategies)
+    unknown = [n for n in names if n not in strategies]
+    if unknown:
+        raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; known: {', '.join(strategies)}")
+    chosen = {n: strategies[n] for n in names}
+
+    data = task.build(args.cache)
+    kept = args.out / "runs"
+    kept.mkdir(parents=True, exist_ok=True)
+    print(f"task {task.key} at {data}; {len(names)} strategies x {args.seeds} seeds x {args.trials} trials x "
+          f"{args.epochs} epochs", flush=True)
+    runs: dict[str, dict[int, dict]] = {n: {} for n in names}
+    with tempfile.TemporaryDirectory(prefix="search-efficiency-") as work_dir:
+        for seed in range(args.seeds):
+            for name, (sampler, pruner) in chosen.items():
+                study = study_dict(f"eff-{name.replace('+', '-')}-s{seed}", sampler, pruner, seed, args.trials,
+                                   args.epochs, data, args.cache)
+                record = kept / f"{run_key(name, study)}.json"
+                if args.reuse and record.is_file():
+                    run, note = json.loads(record.read_text()), "reused"
+                else:
+                    run = run_strategy(name, study, Path(work_dir))
+                    record.write_text(json.dumps(run, indent=1, default=str))
+                    note = f"{run['wall_s']:.0f}s"
+                runs[name][seed] = run
+                print(f"  {name} seed {seed}: {total_epochs(run)} epochs, final best {final_best(run):.4f} ({note})",
+                      flush=True)
+
+    summary = summarize(runs, chosen, args.trials, args.epochs)
+    checks = targets(summary, runs)
+    settings = "\n".join(f"- {n}: sampler {json.dumps(s)}, pruner {json.dumps(p)}" for n, (s, p) in chosen.items())
+    text = markdown(summary, checks, args.trials, args.epochs) + "\n\n" + settings
+    print(text)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(
+        {"task": task.key, "seeds": args.seeds, "trials": args.trials, "epochs": args.epochs, "strategies": chosen,
+         "summary": summary, "targets": checks, "runs": runs}, indent=1))
+    plot(runs, args.trials, args.epochs, args.out / "search_efficiency.png")
+    print(f"wrote {args.out / 'results.md'}, results.json, search_efficiency.png", flush=True)
+
+
+if __name__ == "__main__":
+    main()
