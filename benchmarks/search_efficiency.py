@@ -381,7 +381,9 @@ SMOKE_SETS = ["tpe*.sampler.n_startup_trials=2", "tpe+median.pruner.n_startup_tr
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3, help="sampler seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=3, help="sampler seeds: N of them, from --first-seed on")
+    ap.add_argument("--first-seed", type=int, default=0, help="another set of seeds than the one settings were "
+                    "tuned on, to check them on runs they were not chosen by")
     ap.add_argument("--trials", type=int, default=24, help="finished trials per run (complete + pruned)")
     ap.add_argument("--epochs", type=int, default=8, help="epochs of an unpruned trial")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help=f"from: {', '.join(STRATEGIES)}")
@@ -429,7 +431,7 @@ def main() -> None:
           f"{args.epochs} epochs", flush=True)
     runs: dict[str, dict[int, dict]] = {n: {} for n in names}
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as work_dir:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, (sampler, pruner) in chosen.items():
                 study = study_dict(f"eff-{name.replace('+', '-')}-s{seed}", sampler, pruner, seed, args.trials,
                                    args.epochs, data, args.cache)
