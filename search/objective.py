@@ -18,6 +18,7 @@ from training import fit
 from training.config import dump_config
 from training.cv import combine, cross_validate
 from training.errors import TrainingError
+from training.runtime import describe_device
 
 from .artifacts import for_study as artifacts_of
 from .batch import batch_ceiling
@@ -77,7 +78,8 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
         cfg = sc.config_for({**_runtime_overrides(sc), **params}, f"{sc.path} trial {n}")
         ceiling = batch_ceiling(trial.study, cfg)
         resolved = dump_config(cfg)
-        lease.set_attrs(config=resolved, output_dir=str(out))
+        # where it runs: the config may say auto, and cost per GPU- or CPU-hour needs the device it resolved to
+        lease.set_attrs(config=resolved, output_dir=str(out), device=describe_device(cfg.train))
         params_text = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: {params_text}")
         w = sc.spec.wandb

@@ -201,7 +201,8 @@ def _page(view: StudyView, best: optuna.trial.FrozenTrial | None, sections: list
     lines.append(_table(["trial", "state", METRIC, "seconds", "device", "params", "fail reason"],
                         [[t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
                           "" if t.duration is None else f"{t.duration.total_seconds():.1f}",
-                          figures.device_kind(t), ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
+                          t.user_attrs.get("device") or figures.device_kind(t),  # where it ran, when recorded
+                          ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
                           t.user_attrs.get("fail_reason") or ""] for t in view.trials]))
     lines.append("</section>")
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -86,9 +86,10 @@ class StudyView:
 
 
 def device_kind(trial: FrozenTrial) -> str:
-    """GPU, CPU or device (``train.device: auto``: a GPU where the trial's worker had one, else its CPU), from
-    the trial's recorded config."""
-    device = str(((trial.user_attrs.get("config") or {}).get("train") or {}).get("device", "auto"))
+    """GPU or CPU, from the device the trial recorded at its start; for a trial stored before trials recorded
+    it, from its config (``device`` when that says auto: a GPU where the trial's worker had one, else its CPU)."""
+    device = trial.user_attrs.get("device") or \
+        str(((trial.user_attrs.get("config") or {}).get("train") or {}).get("device", "auto"))
     return "CPU" if device == "cpu" else "GPU" if device.startswith("cuda") else "device"
 
 

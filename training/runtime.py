@@ -12,7 +12,7 @@ import torch
 from .config import LoopConfig
 from .errors import ConfigError
 
-__all__ = ["Runtime", "resolve_runtime", "seed_everything"]
+__all__ = ["Runtime", "resolve_runtime", "seed_everything", "device_of", "describe_device"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,22 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
 
+def device_of(cfg: LoopConfig) -> str:
+    """The device ``train.device`` names here: ``auto`` is the GPU where one is visible, else the CPU."""
+    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device(cfg: LoopConfig) -> str:
+    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``."""
+    device = torch.device(device_of(cfg))
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
 def resolve_runtime(cfg: LoopConfig) -> Runtime:
-    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    want = device_of(cfg)
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device = '{cfg.device}' but no CUDA GPU is visible; use auto or cpu")
     device = torch.device(want)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -34,10 +35,11 @@ BEST_PNGS = {"best_per_class_f1.png", "best_confusion_matrix.png", "best_curves.
 
 
 def _run_study(folder: Path, name: str, lrs: tuple[float, ...], *, epochs: int, cv: int | None = None,
-               limit: int = 300) -> str:
+               limit: int = 300, device: str = "cpu") -> str:
     url = f"sqlite:///{folder / 'studies.db'}"
     path = write_study(folder, name, epochs=epochs, n_trials=len(lrs), limit=limit, space=SPACE,
-                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0})
+                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+                       extra_training={"train": {"device": device}})
     if cv:
         path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "cv": {"folds": cv}}))
     sc = load_study(str(path))
@@ -107,6 +109,21 @@ def test_a_study_with_one_completed_trial_still_gets_a_page(tmp_path, capfd, mon
     assert set(_links(out / "index.html")) == drawn
     for name in drawn:
         _assert_not_blank(out / name)
+
+
+def test_a_trial_records_where_train_device_auto_ran_and_the_report_counts_its_hours(tmp_path, capfd,
+                                                                                    monkeypatch):
+    url = _run_study(tmp_path, "where", (0.02, 0.01), epochs=1, limit=120, device="auto")
+    trials = optuna.load_study(study_name="where", storage=open_storage(url)).trials
+    ran_on = "cpu" if not torch.cuda.is_available() else f"cuda:0 {torch.cuda.get_device_name(0)}"
+    assert [t.user_attrs["device"] for t in trials] == [ran_on] * 2
+    assert all(t.user_attrs["config"]["train"]["device"] == "auto" for t in trials)  # the export stays portable
+    r = _report(url, "where", tmp_path, capfd, monkeypatch)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "report" / "index.html").read_text()
+    unit = "CPU-hour" if ran_on == "cpu" else "GPU-hour"
+    assert unit in text and "device-hour" not in text and "train.device is auto" not in text
+    assert f"<td>{ran_on}</td>" in text
 
 
 def _bare_study(url: str) -> None:

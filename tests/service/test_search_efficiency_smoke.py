@@ -67,3 +67,18 @@ def test_search_efficiency_smoke_runs_the_service_and_reports_consistent_numbers
 
     png = out / "search_efficiency.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_benchmarked_default_strategy_is_what_a_study_without_sampler_or_pruner_gets():
+    """The targets are checked on the benchmark's tpe+median row: it must be the service's defaults, spelt out."""
+    import importlib.util
+
+    from search.pruners import Median
+    from search.samplers import Tpe, startup_trials
+
+    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "benchmarks" / "search_efficiency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sampler, pruner = bench.STRATEGIES["tpe+median"]
+    assert Median.model_validate(pruner) == Median()
+    assert sampler == {"name": "tpe", "n_startup_trials": startup_trials(Tpe().n_startup_trials, bench.TRIALS)}
