@@ -30,16 +30,20 @@ def replay(trials: list[dict], startup: int, warmup: int) -> tuple[int, float]:
         curve = t["curve"]
         stop = len(curve)
         for epoch in range(warmup + 1, len(curve)):  # the last epoch is never pruned
-            if len(completed) < startup:
+            if not completed or len(completed) < startup:
                 break
-            at = [c[epoch - 1] for c in completed if len(c) >= epoch]
-            if at and max(curve[:epoch]) < float(np.median(at)):
+            mine = np.asarray(curve[:epoch], dtype=float)
+            at = np.asarray([c[epoch - 1] for c in completed if len(c) >= epoch], dtype=float)
+            # as Optuna: a trial with nothing but NaN is pruned; NaN among the others' values is skipped
+            if np.isnan(mine).all() or (at.size and not np.isnan(at).all()
+                                        and np.nanmax(mine) < float(np.nanpercentile(at, 50))):
                 stop = epoch
                 break
         used += stop
         if stop == len(curve):
             completed.append(curve)
-            best = max(best, max(curve))
+            if not np.isnan(curve).all():
+                best = max(best, float(np.nanmax(curve)))
     return used, best
 
 
@@ -55,10 +59,11 @@ def main() -> None:
     if not runs or any(t["state"] != "COMPLETE" for r in runs.values() for t in r["trials"]):
         raise SystemExit(f"--strategy {args.strategy!r}: needs an unpruned strategy of {args.out / 'results.json'}; "
                          f"it holds {', '.join(report['runs'])}")
+    runs = dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
     full = {s: (sum(len(t["curve"]) for t in r["trials"]), max(max(t["curve"]) for t in r["trials"]))
             for s, r in runs.items()}
     print(f"{args.strategy}: {len(runs)} seeds x {report['trials']} trials x {report['epochs']} epochs, replayed "
-          "under the median rule (share of the unpruned epochs; final best minus the unpruned final best)")
+          "under the median rule (per seed: share of the unpruned epochs, final best minus the unpruned final best)")
     print("| n_startup_trials | n_warmup_steps | per seed | median share | worst final |")
     print("|---|---|---|---|---|")
     for startup in (int(v) for v in args.startup.split(",")):
@@ -66,7 +71,7 @@ def main() -> None:
             each = {s: replay(r["trials"], startup, warmup) for s, r in runs.items()}
             share = {s: used / full[s][0] for s, (used, _) in each.items()}
             gap = {s: best - full[s][1] for s, (_, best) in each.items()}
-            per = ", ".join(f"{100 * share[s]:.0f}% {gap[s]:+.3f}" for s in runs)
+            per = ", ".join(f"s{s}: {100 * share[s]:.0f}% {gap[s]:+.3f}" for s in runs)
             print(f"| {startup} | {warmup} | {per} | {100 * statistics.median(share.values()):.0f}% | "
                   f"{min(gap.values()):+.3f} |")
 

@@ -51,9 +51,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "tests"))  # imagegen: the synthetic learnable classes the tests use
 
 from imagegen import class_image, save_image  # noqa: E402
+from search.samplers import startup_trials  # noqa: E402
 
 TRIALS = 24  # finished trials per run, by default
-TPE = {"name": "tpe", "n_startup_trials": 8}  # what n_startup_trials: auto gives at the default 24 trials
+TPE = {"name": "tpe", "n_startup_trials": "auto"}  # the study file gets the count: 8 at the default 24 trials
 # name: (sampler, pruner), as a study file spells them; the run's seed is added to the sampler. A pruned
 # strategy's savings are measured against the strategy with the same sampler and pruner none. tpe+median is the
 # service's default strategy, spelt out (tests/service/test_search_efficiency_smoke.py holds it to the defaults).
@@ -65,7 +66,7 @@ STRATEGIES: dict[str, tuple[dict, dict]] = {
     "tpe+median": (TPE, {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1}),
     "tpe+sha": (TPE, {"name": "successive_halving", "min_resource": 2, "reduction_factor": 3}),
     "tpe+hyperband": (TPE, {"name": "hyperband", "min_resource": 2, "reduction_factor": 3}),
-    "gp": ({"name": "gp", "n_startup_trials": 8}, {"name": "none"}),
+    "gp": ({"name": "gp", "n_startup_trials": "auto"}, {"name": "none"}),
 }
 
 # Wide on purpose: most of it trains poorly (too small or too large a learning rate for the optimizer, heavy
@@ -126,7 +127,9 @@ def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, e
         "seed_trials_with_defaults": False,  # a defaults trial would be a free, identical start for everyone
         "training": training,
         "search_space": SPACE,
-        "sampler": {**sampler, "seed": seed},
+        # auto start-up resolved as the worker would, so that the file (and the record's key) says the count
+        "sampler": {**sampler, "seed": seed, **({"n_startup_trials": startup_trials("auto", trials)}
+                                               if sampler.get("n_startup_trials") == "auto" else {})},
         "pruner": pruner,
         "wandb": {"enabled": False},
         "artifacts": {"keep_top_k": 0},
@@ -463,9 +466,14 @@ def main() -> None:
                     pending[pool.submit(run_strategy, name, study, Path(work_dir))] = (name, seed, record)
         for done in as_completed(pending):
             name, seed, record = pending[done]
-            runs[name][seed] = run = done.result()
+            try:
+                runs[name][seed] = run = done.result()
+            except BaseException:  # the finished runs' records are kept; the queued ones are not started
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
             record.write_text(json.dumps(run, indent=1, default=str))
             _said(name, seed, run, f"{run['wall_s']:.0f}s")
+    runs = {n: dict(sorted(by_seed.items())) for n, by_seed in runs.items()}  # seed order, not completion order
 
     summary = summarize(runs, chosen, args.trials, args.epochs)
     checks = targets(summary, runs)

@@ -31,7 +31,7 @@ class Median(StrictModel):
     name: Literal["median"] = "median"
     # 3, not Optuna's 5: the sampler's first trials are random and mostly poor, and on the search-efficiency
     # benchmark (benchmarks/RESULTS.md) stopping them from the 4th trial on saved a third more epochs than from
-    # the 6th, at the same final best
+    # the 6th, at a median final best no lower than unpruned TPE's
     n_startup_trials: int = Field(3, ge=0, description="trials that complete before any is pruned")
     n_warmup_steps: int = Field(1, ge=0, description="epochs (folds, with cv) of each trial never pruned")
 

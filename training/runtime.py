@@ -45,11 +45,16 @@ def device_of(cfg: LoopConfig) -> str:
 
 
 def describe_device(cfg: LoopConfig) -> str:
-    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``."""
+    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``. Never raises: a
+    device this machine lacks is named as such, and the run itself fails with resolve_runtime's error."""
     device = torch.device(device_of(cfg))
-    if device.type != "cuda" or not torch.cuda.is_available():
+    if device.type != "cuda":
         return device.type
+    if not torch.cuda.is_available():
+        return f"{cfg.device} (no CUDA GPU visible)"
     index = device.index if device.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        return f"cuda:{index} (not visible: {torch.cuda.device_count()} GPU(s))"
     return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 

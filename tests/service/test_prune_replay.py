@@ -35,8 +35,8 @@ def _with_optuna(curves: list[list[float]], startup: int, warmup: int) -> tuple[
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 break
         else:
-            study.tell(trial, max(curve))
-            best = max(best, max(curve))
+            study.tell(trial, float(np.nanmax(curve)) if not np.isnan(curve).all() else 0.0)
+            best = max(best, float(np.nanmax(curve)) if not np.isnan(curve).all() else 0.0)
     return used, best
 
 
@@ -47,6 +47,8 @@ def test_the_replay_stops_each_trial_where_optunas_median_pruner_does(startup, w
     # learning curves of mixed quality, some late bloomers: a plateau level times a rising shape, plus noise
     curves = [list(np.clip(rng.uniform(0.05, 0.9) * (1 - np.exp(-np.arange(1, 9) / rng.uniform(0.5, 4)))
                            + rng.normal(0, 0.03, 8), 0, 1)) for _ in range(30)]
+    curves[7][1:4] = [float("nan")] * 3  # a diverged stretch, and a trial that never reported a number
+    curves[12] = [float("nan")] * 8
     replayed = _replay_module().replay([{"curve": c} for c in curves], startup, warmup)
     assert replayed == _with_optuna(curves, startup, warmup)
     assert replayed[0] < 30 * 8  # the rule acted

@@ -58,3 +58,17 @@ def test_explicit_precision_wins_over_auto(monkeypatch):
     assert _resolve(monkeypatch, gpu=True, capability=(7, 5), precision="bf16").dtype == torch.bfloat16
     rt = _resolve(monkeypatch, gpu=True, precision="fp32")
     assert rt.dtype is None and rt.input_dtype == torch.float32
+
+
+@pytest.mark.parametrize("gpus,device,expected", [
+    (0, "auto", "cpu"), (0, "cpu", "cpu"), (0, "cuda", "cuda (no CUDA GPU visible)"),
+    (1, "auto", "cuda:0 Fake GPU 0"), (2, "cuda:1", "cuda:1 Fake GPU 1"), (2, "cpu", "cpu"),
+    (1, "cuda:3", "cuda:3 (not visible: 1 GPU(s))"),
+])
+def test_a_run_names_the_device_it_computes_on_and_never_raises_for_one_it_lacks(monkeypatch, gpus, device,
+                                                                               expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Fake GPU {i}")
+    assert runtime.describe_device(LoopConfig(device=device)) == expected
