@@ -79,6 +79,7 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
         ceiling = batch_ceiling(trial.study, cfg)
         resolved = dump_config(cfg)
         # where it runs: the config may say auto, and cost per GPU- or CPU-hour needs the device it resolved to
+        # (None for a GPU this machine lacks: fit fails with the reason)
         lease.set_attrs(config=resolved, output_dir=str(out), device=describe_device(cfg.train))
         params_text = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: {params_text}")

@@ -90,8 +90,6 @@ def device_kind(trial: FrozenTrial) -> str:
     it, from its config (``device`` when that says auto: a GPU where the trial's worker had one, else its CPU)."""
     device = trial.user_attrs.get("device") or \
         str(((trial.user_attrs.get("config") or {}).get("train") or {}).get("device", "auto"))
-    if "(no" in device or "(not visible" in device:  # recorded for a trial that could not run there
-        return "device"
     return "CPU" if device == "cpu" else "GPU" if device.startswith("cuda") else "device"
 
 

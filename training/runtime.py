@@ -12,7 +12,7 @@ import torch
 from .config import LoopConfig
 from .errors import ConfigError
 
-__all__ = ["Runtime", "resolve_runtime", "seed_everything", "device_of", "describe_device"]
+__all__ = ["Runtime", "resolve_runtime", "seed_everything", "describe_device"]
 
 
 @dataclass(frozen=True)
@@ -39,27 +39,27 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
 
-def device_of(cfg: LoopConfig) -> str:
+def _device_of(cfg: LoopConfig) -> str:
     """The device ``train.device`` names here: ``auto`` is the GPU where one is visible, else the CPU."""
     return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def describe_device(cfg: LoopConfig) -> str:
-    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``. Never raises: a
-    device this machine lacks is named as such, and the run itself fails with resolve_runtime's error."""
-    device = torch.device(device_of(cfg))
+def describe_device(cfg: LoopConfig) -> str | None:
+    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``; None for a GPU
+    this machine lacks (never raises: the run itself fails with resolve_runtime's error)."""
+    device = torch.device(_device_of(cfg))
     if device.type != "cuda":
         return device.type
     if not torch.cuda.is_available():
-        return f"{cfg.device} (no CUDA GPU visible)"
+        return None
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
-        return f"cuda:{index} (not visible: {torch.cuda.device_count()} GPU(s))"
+        return None
     return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 
 def resolve_runtime(cfg: LoopConfig) -> Runtime:
-    want = device_of(cfg)
+    want = _device_of(cfg)
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device = '{cfg.device}' but no CUDA GPU is visible; use auto or cpu")
     device = torch.device(want)
