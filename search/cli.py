@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import traceback
 from enum import Enum
@@ -24,6 +25,50 @@ StorageOpt = typer.Option(None, "--storage", help="RDB URL; default $SEARCH_STOR
 PlainOpt = typer.Option(False, "--plain", help="plain progress lines even on a terminal (elsewhere they always are)")
 
 
+def _positive_seconds(value: Optional[float]) -> Optional[float]:
+    if value is not None and not value > 0:  # also NaN
+        raise typer.BadParameter(f"{value:g} seconds: give a time above 0 (no trial starts after it), or leave "
+                                 "--timeout out for no limit")
+    return value
+
+
+def _within(low: int, high: int | None = None, what: str = ""):
+    """A range check that names the value and the range (Click's own message names neither clearly)."""
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < low or high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise typer.BadParameter(f"{value}: give a whole number {span}{what}")
+        return value
+    return check
+
+
+TimeoutOpt = typer.Option(None, "--timeout", callback=_positive_seconds, help="start no trial after SEC seconds")
+OverwriteOpt = typer.Option(False, "--overwrite", help="let --output replace the finished run it holds")
+
+
+def command_name() -> str:
+    """How to type this command again: ``search`` where that is on PATH and is this program (an activated venv,
+    a pip install), else the path it was started by (``.venv/bin/search`` after `make demo`)."""
+    me = Path(sys.argv[0])
+    if me.name != "search":  # python -m search
+        return f"{Path(sys.executable)} -m search"
+    on_path = shutil.which("search")
+    if on_path and Path(on_path).resolve() == me.resolve():
+        return "search"
+    return str(me)
+
+
+def activate_hint(cmd: str) -> str:
+    """For a venv that is not active: how to type plain ``search`` from now on."""
+    activate = Path(cmd).parent / "activate"
+    return f"   (or `source {activate}` once, then type `search ...`)" if cmd != "search" and activate.is_file() else ""
+
+
+def params_text(params: dict) -> str:
+    """``key=value`` pairs, numbers to 4 significant digits."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "(defaults)"
+
+
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks")) -> None:
     _state["debug"] = debug
@@ -36,7 +81,7 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
         workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local worker processes"),
         trials_per_gpu: str = typer.Option("1", "--trials-per-gpu", help="workers sharing each GPU, or auto: "
                                            "measured (more while one more adds >= 10% images/s)"),
-        timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after SEC"),
+        timeout: Optional[float] = TimeoutOpt,
         no_wandb: bool = typer.Option(False, "--no-wandb", help="do not mirror trials to W&B"),
         output: Path = typer.Option(Path("runs"), "--output", help="trial outputs (checkpoints, metrics)"),
         plain: bool = PlainOpt,
@@ -64,19 +109,25 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
         print(f"stopped by {e}; the running trial was marked and re-queued: rerun the command to resume",
               file=sys.stderr)
         raise typer.Exit(143) from None
-    best = (f"best macro_f1 {s['best_value']:.4f} (trial {s['best_trial']})" if "best_value" in s
-            else "no completed trial")
-    print(f"done: {s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed in {s['seconds']}s; {best}")
+    if s.get("nothing_to_run"):
+        print(s["nothing_to_run"])
+    else:
+        best = (f"best macro_f1 {s['best_value']:.4f} (trial {s['best_trial']})" if "best_value" in s
+                else "no completed trial")
+        print(f"done: {s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed in {s['seconds']}s; "
+              f"{best}")
     if s.get("stopped"):
         print(s["stopped"])
-    print(f"next: search best --study {s['study']} --export best.yaml   |   search dashboard")
+    cmd = command_name()
+    print(f"next: {cmd} best --study {s['study']} --export best.yaml   |   {cmd} report --study {s['study']} "
+          f"--out report   |   {cmd} dashboard{activate_hint(cmd)}")
 
 
 @app.command()
 def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
            n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="default: the study's budget"),
            worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
-           timeout: Optional[float] = typer.Option(None, "--timeout"),
+           timeout: Optional[float] = TimeoutOpt,
            no_wandb: bool = typer.Option(False, "--no-wandb"),
            output: Path = typer.Option(Path("runs"), "--output"), plain: bool = PlainOpt,
            progress_to_store: bool = typer.Option(False, "--progress-to-store", hidden=True,
@@ -85,11 +136,15 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
     from .objective import WorkerStopped
     from .progress import worker_display
     from .storage import resolve_url
-    from .study_config import load_study
+    from .study_config import load_study, study_warnings
     from .worker import work
 
+    sc = load_study(study)
+    if worker_index is None:  # a worker of `search run` leaves these to its launcher
+        for line in study_warnings(sc, n_trials or sc.spec.n_trials):
+            print(f"warning: {line}", flush=True)
     try:
-        r = work(load_study(study), resolve_url(storage), n_trials=n_trials, output_root=output,
+        r = work(sc, resolve_url(storage), n_trials=n_trials, output_root=output,
                  use_wandb=not no_wandb, timeout=timeout, worker_index=worker_index,
                  display=worker_display(plain, to_store=progress_to_store))
     except WorkerStopped as e:
@@ -100,58 +155,80 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
 
 @app.command()
 def train(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
-          output: Path = typer.Option(Path("runs/train"), "--output"),
+          output: Optional[Path] = typer.Option(None, "--output", help="the run's folder (default: a new "
+                                                "runs/train/CONFIG-N; runs/full/... with --full-data, "
+                                                "runs/seeds/... with --seeds)"),
+          overwrite: bool = OverwriteOpt,
           full_data: bool = typer.Option(False, "--full-data", help="train on every image (train + val) for "
                                          "train.full_data_epochs epochs (an export's best epoch); no validation"),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds: one run each, under "
                                               "OUTPUT/seed-N, then each macro-F1 and the mean +- std"),
+          threads: Optional[int] = typer.Option(None, "--threads", callback=_within(1, what=" (CPU threads)"),
+                                                help="CPU threads (train.num_threads); an export's header names "
+                                                "its trial's, for a bit-exact CPU replay"),
           as_json: bool = typer.Option(False, "--json", help="print the result as one JSON line last"),
           plain: bool = PlainOpt) -> None:
     """Train one configuration (or one per seed)."""
     from training import fit
+    from training.run_folder import output_folder
 
     from .progress import epoch_display
     from .runs import parse_seeds, print_runs, progress_printer, read_run_config
 
+    if as_json:
+        json_keeps_stdout()
     cfg = read_run_config(config)
+    if threads is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_threads": threads})})
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     epochs = cfg.train.full_data_epochs or cfg.train.epochs if full_data else cfg.train.epochs
     shown = (progress_printer(epochs, as_json), epochs, plain, sys.stderr if as_json else sys.stdout)
-    if seeds is None:
+    root = Path("runs") / ("seeds" if seeds else "full" if full_data else "train")
+    with output_folder(output, root, config.stem, overwrite) as out:
+        if seed_list is None:
+            with epoch_display(*shown) as progress:
+                r = fit(cfg, out, progress, full_data=full_data)
+            r.pop("history")
+            if as_json:
+                print(json.dumps(r))
+            elif r["macro_f1"] is None:
+                print(f"trained {r['epochs_run']} epochs on all {r['n_train']} images; no validation (full-data "
+                      f"retrain: no image was held out); weights in {r['output_dir']}/best.pt")
+            else:
+                print(f"macro_f1 {r['macro_f1']:.4f} (epoch {r['best_epoch']}/{r['epochs_run']}), accuracy "
+                      f"{r['accuracy']:.4f}; outputs in {r['output_dir']}")
+            return
+        runs = {}
         with epoch_display(*shown) as progress:
-            r = fit(cfg, output, progress, full_data=full_data)
-        r.pop("history")
-        if as_json:
-            print(json.dumps(r))
-        elif r["macro_f1"] is None:
-            print(f"trained {r['epochs_run']} epochs on all {r['n_train']} images; no validation (full-data "
-                  f"retrain: no image was held out); weights in {r['output_dir']}/best.pt")
-        else:
-            print(f"macro_f1 {r['macro_f1']:.4f} (epoch {r['best_epoch']}/{r['epochs_run']}), accuracy "
-                  f"{r['accuracy']:.4f}; outputs in {r['output_dir']}")
-        return
-    runs = {}
-    with epoch_display(*shown) as progress:
-        for seed in parse_seeds(seeds):
-            run_cfg = cfg.model_copy(update={"seed": seed})  # same split (data.split_seed), new init and augmentation
-            runs[seed] = fit(run_cfg, output / f"seed-{seed}", progress, full_data=full_data)
-    print_runs(runs, "seed", as_json)
+            for seed in seed_list:
+                # the same split (data.split_seed), another init and augmentation order
+                run_cfg = cfg.model_copy(update={"seed": seed})
+                runs[seed] = fit(run_cfg, out / f"seed-{seed}", progress, full_data=full_data)
+        print_runs(runs, "seed", as_json)
 
 
 @app.command()
 def cv(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
        folds: int = typer.Option(..., "--folds", help="k: stratified folds, grouped by person (mask) or "
                                  "data.group_column (csv)"),
-       output: Path = typer.Option(Path("runs/cv"), "--output"),
+       output: Optional[Path] = typer.Option(None, "--output", help="the folds' parent folder (default: a new "
+                                             "runs/cv/CONFIG-N)"),
+       overwrite: bool = OverwriteOpt,
        as_json: bool = typer.Option(False, "--json",
                                     help="the last line is {\"folds\": [...], \"mean\", \"std\"}")) -> None:
     """Cross-validate one configuration: one normal run per fold, under OUTPUT/fold-i."""
     from training.cv import cross_validate
+    from training.run_folder import output_folder
 
     from .runs import print_runs, progress_printer, read_run_config
 
+    if as_json:
+        json_keeps_stdout()
     cfg = read_run_config(config)
-    results = cross_validate(cfg, output, folds, epoch_callback=progress_printer(cfg.train.epochs, as_json))
-    print_runs(dict(enumerate(results)), "fold", as_json)
+    with output_folder(output, Path("runs") / "cv", config.stem, overwrite) as out:
+        lines = progress_printer(cfg.train.epochs, as_json, folds)
+        results = cross_validate(cfg, out, folds, epoch_callback=lines, fold_callback=lines.fold_done)
+        print_runs(dict(enumerate(results)), "fold", as_json)
 
 
 def _open(study: str, storage: Optional[str]):
@@ -190,15 +267,29 @@ def status(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
     if as_json:
         print(json.dumps(s))
         return
-    print(f"study {s['study']}: {s['finished']}/{s['budget']} finished ({s['counts']})")
+    for line in status_lines(s):
+        print(line)
+
+
+def status_lines(s: dict) -> list[str]:
+    """`search status` as text: a head line, the best trial, then a table of the trials."""
+    counts = ", ".join(f"{n} {state}" for state, n in s["counts"].items())
+    budget = f" of a budget of {s['budget']}" if s["budget"] is not None else ""
+    if not s["trials"]:
+        return [f"study {s['study']}: no trials yet{budget}"]
+    lines = [f"study {s['study']}: {s['finished']} finished{budget} ({counts})"]
     if s["stopped"]:
-        print(s["stopped"])
+        lines.append(s["stopped"])
     if s.get("best"):
         b = s["best"]
-        print(f"best: trial {b['number']} macro_f1 {b['value']:.4f} {b['params']}")
+        lines.append(f"best: trial {b['number']}, macro_f1 {b['value']:.4f}: {params_text(b['params'])}")
+    lines.append(f"{'trial':>5}  {'state':<8}  {'macro_f1':>8}  {'seconds':>8}  params (or why it failed)")
     for t in s["trials"]:
-        v = "" if t["value"] is None else f"{t['value']:.4f}"
-        print(f"  #{t['number']:<4} {t['state']:<8} {v:<7} {t.get('reason') or ''} {t['params']}")
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        seconds = "" if t["seconds"] is None else f"{t['seconds']:.1f}"
+        what = params_text(t["params"]) + (f"  [{t['reason']}]" if t.get("reason") else "")
+        lines.append(f"{t['number']:>5}  {t['state'].lower():<8}  {value:>8}  {seconds:>8}  {what}")
+    return lines
 
 
 @app.command()
@@ -210,9 +301,10 @@ def best(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
 
     st = _open(study, storage)
     t = export_best(st, export) if export else best_trial(st)
-    print(f"best: trial {t.number} macro_f1 {t.value:.4f} {t.params}")
+    print(f"best: trial {t.number} macro_f1 {t.value:.4f}: {params_text(t.params)}")
     if export:
-        print(f"wrote {export}; retrain with: search train --config {export}")
+        cmd = command_name()
+        print(f"wrote {export}; retrain with: {cmd} train --config {export}{activate_hint(cmd)}")
 
 
 @app.command()
@@ -277,7 +369,7 @@ def ensemble(study: str = StudyOpt, top_k: int = typer.Option(..., "--top-k", he
 
 @app.command()
 def dashboard(storage: Optional[str] = StorageOpt, host: str = typer.Option("127.0.0.1", "--host"),
-              port: int = typer.Option(8080, "--port"),
+              port: int = typer.Option(8080, "--port", callback=_within(1, 65535, " (a TCP port)")),
               artifacts: Optional[str] = typer.Option(None, "--artifacts", help="artifact store: a folder or "
                                                       "s3://BUCKET (default: the one the studies recorded, else "
                                                       "./runs/artifacts)")) -> None:
@@ -298,8 +390,31 @@ def dashboard(storage: Optional[str] = StorageOpt, host: str = typer.Option("127
     run_server(st, host=host, port=port, artifact_store=store)
 
 
+class _INFO:
+    handler: logging.StreamHandler | None = None
+
+
+def json_keeps_stdout() -> None:
+    """``--json``: stdout holds the result alone, so information lines go to stderr, with the progress."""
+    if _INFO.handler is not None:
+        _INFO.handler.stream = sys.stderr
+
+
+def _log_handlers() -> list[logging.Handler]:
+    """Log records as the commands' own lines, never with a logger's name or a level in capitals (they read
+    like a crash): information as plain lines on stdout, where progress goes; warnings on stderr as
+    ``warning: ...`` (stderr's ``error:`` line stays the one that says why a command failed)."""
+    info = _INFO.handler = logging.StreamHandler(sys.stdout)
+    info.addFilter(lambda record: record.levelno < logging.WARNING)
+    info.setFormatter(logging.Formatter("%(message)s"))
+    warning = logging.StreamHandler(sys.stderr)
+    warning.setLevel(logging.WARNING)
+    warning.setFormatter(logging.Formatter("warning: %(message)s"))
+    return [info, warning]
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, handlers=_log_handlers())
     import optuna  # its INFO lines ("Using an existing study ...") would sit beside our own messages and errors
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -40,8 +40,12 @@ def export_best(study: optuna.Study, path: Path) -> optuna.trial.FrozenTrial:
     best_epoch = t.user_attrs.get("best_epoch")
     if best_epoch:  # `search train --full-data` trains this many epochs on every image
         cfg = {**cfg, "train": {**cfg["train"], "full_data_epochs": int(best_epoch)}}
+    threads = t.user_attrs.get("num_threads")
+    replay = f" --threads {threads}" if threads and t.user_attrs.get("device") == "cpu" else ""
     header = (f"# study '{study.study_name}', trial {t.number}: macro_f1 {t.value:.6f} at epoch "
-              f"{best_epoch}\n# retrain: search train --config {path.name}   (on all the data: --full-data)\n"
-              f"# searched: {', '.join(f'{k}={v}' for k, v in t.params.items())}\n")
+              f"{best_epoch}\n# retrain: search train --config {path.name}{replay}   (on all the data: --full-data)\n"
+              + (f"# the trial ran on {threads} CPU thread(s); --threads {threads} replays it bit for bit on a CPU "
+                 "(other thread counts differ in the last digits)\n" if replay else "")
+              + f"# searched: {', '.join(f'{k}={v}' for k, v in t.params.items())}\n")
     write_atomic(path, header + yaml.safe_dump(cfg, sort_keys=False))
     return t

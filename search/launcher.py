@@ -14,7 +14,8 @@ import torch
 
 from training.config import dump_config
 from training.data.sources import load_samples
-from training.errors import ConfigError, TrainingError
+from training.data.split import check_folds
+from training.errors import ConfigError, DataError, TrainingError
 from training.losses import check_loss_fits
 from training.runtime import resolve_runtime
 
@@ -25,7 +26,7 @@ from .progress import LauncherDisplay, live_output, worker_display
 from .status import study_status
 from .stopping import judge
 from .storage import open_storage, redact
-from .study_config import StudyConfig
+from .study_config import StudyConfig, study_warnings
 from .trials_per_gpu import resolve_trials_per_gpu
 from .warm_start import DEFAULT_TOP_K, enqueue, read_source
 from .worker import open_study, work
@@ -41,7 +42,13 @@ def preflight(sc: StudyConfig) -> None:
         if isinstance(cfg.model.pretrained, Path) and not cfg.model.pretrained.is_file():
             raise ConfigError(f"model.pretrained: weights file '{cfg.model.pretrained}' does not exist; "
                               "pass a state-dict file or true/false")
-        check_loss_fits(cfg.loss.name, load_samples(cfg.data).multilabel)
+        samples = load_samples(cfg.data)
+        check_loss_fits(cfg.loss.name, samples.multilabel)
+        if sc.spec.cv is not None:  # every trial would fail at its first fold otherwise
+            try:
+                check_folds(samples.targets, samples.groups, sc.spec.cv.folds, samples.classes, samples.multilabel)
+            except DataError as e:
+                raise DataError(str(e).replace("data.folds", "cv.folds")) from None
     except TrainingError as e:
         raise type(e)(f"{sc.path}: {e}") from None
 
@@ -176,16 +183,27 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
     preflight(sc)
     # read before this study is opened (and created): a bad --warm-start leaves the store as it was
     source = read_source(url, warm_start, sc.name, top_k or DEFAULT_TOP_K) if warm_start else None
+    gpus = len(local_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
+    if not gpus and trials_per_gpu not in (1, "auto"):
+        raise SearchError(f"--trials-per-gpu {trials_per_gpu} shares GPUs, but this machine has none (the workers "
+                          "run on CPU); drop it, and use --workers K for K CPU workers")
     storage = open_storage(url)
     study = open_study(sc, storage, url)
     budget = n_trials or sc.spec.n_trials
+    before = counts(study)
+    finished = before["complete"] + before["pruned"]
+    if finished >= budget:  # nothing to run: say so at once, and keep the study's budget as it was
+        return {"study": sc.name, "storage": redact(url), "budget": budget, "finished": finished,
+                "nothing_to_run": f"study '{sc.name}' already holds {finished} finished trials, so a budget of "
+                                  f"{budget} runs none; to add trials, raise --n-trials above {finished} (e.g. "
+                                  f"--n-trials {finished + sc.spec.n_trials})"}
     study.set_user_attr("n_trials", budget)
-    gpus = len(local_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
+    for line in study_warnings(sc, budget):
+        print(f"warning: {line}", flush=True)
     if trials_per_gpu == "auto":
         trials_per_gpu = _auto_trials_per_gpu(study, sc, gpus)
     k = workers or (gpus * trials_per_gpu if gpus else sc.spec.workers)
-    before = counts(study)
-    print(f"study '{sc.name}' in {redact(url)}: {before['complete'] + before['pruned']}/{budget} finished; "
+    print(f"study '{sc.name}' in {redact(url)}: {finished}/{budget} finished; "
           f"{k} worker(s){f' on {gpus} GPU(s)' if gpus else ' on CPU'}", flush=True)
     stopped = judge(study, study.get_trials(deepcopy=False), sc.spec.stop)
     if source is not None and stopped:  # its trials would wait for good

@@ -15,7 +15,7 @@ import torch
 from optuna.trial import TrialState
 
 from training import fit
-from training.config import dump_config
+from training.config import RunConfig, dump_config
 from training.cv import combine, cross_validate
 from training.errors import TrainingError
 from training.runtime import describe_device
@@ -67,7 +67,7 @@ def trial_hooks(ctx: TrialContext) -> Hooks:
 
 def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
     sc, trial, n = ctx.study_cfg, lease.trial, lease.number
-    out = (ctx.output_root / sc.name / f"trial-{n:04d}").resolve()
+    out = _trial_folder(ctx.output_root / sc.name, n)
     folds = sc.spec.cv.folds if sc.spec.cv else None
     with lease:
         params = lease.store(lambda: suggest(trial, sc.space, sc.base), "sample its parameters")
@@ -75,12 +75,14 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
         resume = _resume_point(retried, folds is not None)
         if retried and retried.user_attrs.get("fail_reason"):  # inherited from the attempt this one retries
             lease.set_attrs(fail_reason=None)
-        cfg = sc.config_for({**_runtime_overrides(sc), **params}, f"{sc.path} trial {n}")
-        ceiling = batch_ceiling(trial.study, cfg)
+        cfg = sc.config_for(params, f"{sc.path} trial {n}")  # what the user set, and the trial's params
         resolved = dump_config(cfg)
+        cfg = _with_worker_threads(cfg)  # + this worker's CPU share: how it runs here, not part of the config
+        ceiling = batch_ceiling(trial.study, cfg)
         # where it runs: the config may say auto, and cost per GPU- or CPU-hour needs the device it resolved to
-        # (None for a GPU this machine lacks: fit fails with the reason)
-        lease.set_attrs(config=resolved, output_dir=str(out), device=describe_device(cfg.train))
+        # (None for a GPU this machine lacks: fit fails with the reason); the threads replay it on a CPU
+        lease.set_attrs(config=resolved, output_dir=str(out), device=describe_device(cfg.train),
+                        num_threads=cfg.train.num_threads)
         params_text = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         ctx.say(f"trial {n} start{' (resumed)' if resume else ''}: {params_text}")
         w = sc.spec.wandb
@@ -105,6 +107,18 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
     if lease.outcome.value is not None and (ctx.best is None or lease.outcome.value > ctx.best):
         ctx.best = lease.outcome.value
     return lease.outcome.state
+
+
+def _trial_folder(root: Path, number: int) -> Path:
+    """``trial-NNNN``, or ``trial-NNNN-2``, ... when that holds another study's run: a study of the same name in
+    another store (or one deleted and started again) numbers its trials from 0 too, and must not write over the
+    earlier study's results. A trial number is never run twice in one study (a retry is a new trial)."""
+    base = (root / f"trial-{number:04d}").resolve()
+    folder, n = base, 1
+    while folder.exists() and any(folder.iterdir()):
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
 
 
 def _resume_point(retried, cv: bool) -> Path | None:
@@ -137,12 +151,14 @@ def _free_memory() -> None:
             torch._C._host_emptyCache()
 
 
-def _runtime_overrides(sc: StudyConfig) -> dict:
-    """The worker's CPU thread share goes into the trial's config, so an export retrains bit-for-bit."""
+def _with_worker_threads(cfg: RunConfig) -> RunConfig:
+    """The worker's CPU thread share (``search run`` splits the cores between its workers), unless the config sets
+    its own. It is recorded beside the trial (``num_threads``), not in its config: an export retrains with what
+    the user set, and its header names the threads that replay the trial bit for bit on a CPU."""
     threads = os.environ.get("SEARCH_NUM_THREADS")
-    if threads and sc.base["train"]["num_threads"] is None:
-        return {"train.num_threads": int(threads)}
-    return {}
+    if not threads or cfg.train.num_threads is not None:
+        return cfg
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_threads": int(threads)})})
 
 
 def _fmt(v) -> str:

@@ -12,7 +12,7 @@ from training.errors import ConfigError
 
 from .study_config import is_study_file, load_study
 
-__all__ = ["read_run_config", "progress_printer", "parse_seeds", "print_runs"]
+__all__ = ["read_run_config", "EpochLines", "progress_printer", "parse_seeds", "print_runs"]
 
 
 def read_run_config(path: Path) -> RunConfig:
@@ -23,19 +23,29 @@ def read_run_config(path: Path) -> RunConfig:
     return load_config(path)
 
 
-def progress_printer(epochs: int, as_json: bool):
-    """One line per epoch of ``epochs``; on stderr when stdout is kept for the JSON result."""
-    out = sys.stderr if as_json else sys.stdout
+class EpochLines:
+    """One line per epoch of ``epochs``; on stderr when stdout is kept for the JSON result. With ``folds`` (search
+    cv) each line names its fold, as the folds' folders and summary lines do (fold 0 .. k-1)."""
 
-    def progress(epoch: int, m: dict) -> None:
+    def __init__(self, epochs: int, as_json: bool, folds: int | None = None) -> None:
+        self.epochs, self.folds, self.fold = epochs, folds, 0
+        self.out = sys.stderr if as_json else sys.stdout
+
+    def __call__(self, epoch: int, m: dict) -> None:
+        where = f"epoch {epoch}/{self.epochs}" + (f" of fold {self.fold} ({self.folds} folds)" if self.folds else "")
         if m["macro_f1"] is None:  # full-data retrain: nothing validated
-            line = f"epoch {epoch}/{epochs} train_loss={m['train_loss']:.4f} (no validation)"
+            line = f"{where} train_loss={m['train_loss']:.4f} (no validation)"
         else:
-            line = (f"epoch {epoch}/{epochs} macro_f1={m['macro_f1']:.4f} acc={m['accuracy']:.4f} "
+            line = (f"{where} macro_f1={m['macro_f1']:.4f} acc={m['accuracy']:.4f} "
                     f"train_loss={m['train_loss']:.4f} val_loss={m['val_loss']:.4f}")
-        print(line, file=out, flush=True)
+        print(line, file=self.out, flush=True)
 
-    return progress
+    def fold_done(self, fold: int, result: dict) -> None:
+        self.fold = fold + 1
+
+
+def progress_printer(epochs: int, as_json: bool, folds: int | None = None) -> EpochLines:
+    return EpochLines(epochs, as_json, folds)
 
 
 def parse_seeds(text: str) -> list[int]:

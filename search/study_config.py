@@ -11,13 +11,13 @@ from training.config import RunConfig, StrictModel, dump_config, format_error, p
 from training.errors import ConfigError
 
 from .errors import StudyConfigError
-from .pruners import Median, PrunerSpec, check_fits, check_pruner_keys
+from .pruners import Median, PrunerSpec, check_fits, check_pruner_keys, min_steps
 from .samplers import SamplerSpec, Tpe, check_sampler_keys, check_sampler_space
 from .space import Param, apply_params, defaults, get_path, space_hash
 from .stopping import StopConfig
 
 __all__ = ["StudyConfig", "load_study", "study_name", "resolve_study_path", "STUDIES_DIR", "is_study_file",
-           "ArtifactsConfig"]
+           "ArtifactsConfig", "study_warnings"]
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
@@ -164,6 +164,34 @@ def _check_pruner_fits(study: StudyConfig) -> None:
         check_fits(study.spec.pruner, steps, cv is not None, source, str(study.path))
     except ValueError as e:
         raise StudyConfigError(str(e)) from None
+
+
+def study_warnings(study: StudyConfig, budget: int) -> list[str]:
+    """Settings that are valid but can never act at this budget and these epochs (a study file copied and
+    shortened keeps its pruner): one line each, printed when a run starts; not errors."""
+    spec, where = study.spec, str(study.path)
+    lines = []
+    first = min_steps(spec.pruner) if spec.cv is None else None  # cv: check_fits already refuses these
+    epochs = study.max_epochs
+    if first is not None and first >= epochs:
+        warm = getattr(spec.pruner, "n_warmup_steps", None)
+        fix = f"set pruner.n_warmup_steps below {epochs - 1}" if warm is not None and epochs > 1 else \
+            "shorten the pruner's first cut"
+        lines.append(f"{where}: pruner {spec.pruner.name} can first prune at epoch {first}, but a trial trains "
+                     f"{epochs} epochs and its last is never pruned, so it will never stop a trial; {fix}, or set "
+                     "pruner.name: none")
+    startup = getattr(spec.pruner, "n_startup_trials", None)
+    if startup is not None and startup >= budget:
+        lines.append(f"{where}: pruner.n_startup_trials = {startup} with a budget of {budget} trials: the pruner "
+                     f"waits for {startup} completed trials, so it never prunes; lower it below {budget}")
+    sampled = getattr(spec.sampler, "n_startup_trials", None)
+    if isinstance(sampled, int) and sampled >= budget and spec.sampler.name != "cmaes":
+        lines.append(f"{where}: sampler.n_startup_trials = {sampled} with a budget of {budget} trials: every trial "
+                     f"is drawn at random; lower it below {budget}, or use n_startup_trials: auto")
+    if spec.stop is not None and spec.stop.patience_trials >= budget:
+        lines.append(f"{where}: stop.patience_trials = {spec.stop.patience_trials} with a budget of {budget} trials: "
+                     f"the study can never stop early; lower it below {budget}")
+    return lines
 
 
 def _nameless(path: Path, raw: dict) -> str:

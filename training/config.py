@@ -272,6 +272,15 @@ class RunConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _warmup_fits(self) -> "RunConfig":
+        warm, epochs = self.scheduler.warmup_epochs, self.train.epochs
+        if warm and warm >= epochs:
+            raise ValueError(f"scheduler.warmup_epochs = {warm:g} is not below train.epochs = {epochs}: the lr would "
+                             f"still be warming up when training ends; use a warm-up below {epochs} epochs (1 is "
+                             "usual), or 0")
+        return self
+
+    @model_validator(mode="after")
     def _factorized_head(self) -> "RunConfig":
         """The factorized head splits the mask source's classes; its class weights are per head, so a list of
         one weight per 18 classes has no meaning there: it takes each head's weights one after another."""

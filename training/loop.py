@@ -163,10 +163,15 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
     seed_everything(cfg.seed)
     data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype, full_data=full_data)
     if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch of the split's
-        bs = min(bs, max(8, 2 ** int(np.log2(max(data.split_train // 8, 1)))))  # train side (also for full data)
+        ceiling = bs  # train side (also for full data)
+        bs = min(bs, max(8, 2 ** int(np.log2(max(data.split_train // 8, 1)))))
         for loader in (data.train, data.val):
             if loader is not None:
                 loader.batch_size = bs
+        log.info("train.batch_size: auto -> %d (%s%s)", bs, f"the largest that fits this GPU is {ceiling}"
+                 if rt.device.type == "cuda" else f"{ceiling} on CPU",
+                 f"; lowered to keep at least 8 steps per epoch of {data.split_train} train images" if bs < ceiling
+                 else "")
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": bs})})
     out.mkdir(parents=True, exist_ok=True)  # only once the data and its split are known to be usable
     write_atomic(out / "config.yaml", yaml.safe_dump(dump_config(cfg), sort_keys=False))

@@ -149,10 +149,12 @@ class LiveBoard:
 
         self.console = Console(file=self.stream, force_terminal=True)  # live_output() said it is a terminal
         self._live = Live(self.board, console=self.console, refresh_per_second=2)
-        before = sys.stderr
+        before_err, before_out = sys.stderr, sys.stdout
         self._live.__enter__()
-        # logging's handlers hold the stream they were made with; Live's proxy prints above the board
-        self._handlers = _logs_to(sys.stderr, (before, sys.__stderr__))
+        # logging's handlers hold the stream they were made with (information: stdout, warnings: stderr);
+        # Live's proxies print above the board
+        self._handlers = _logs_to(sys.stderr, (before_err, sys.__stderr__)) + \
+            _logs_to(sys.stdout, (before_out, sys.__stdout__))
         return self
 
     def __exit__(self, *exc) -> None:

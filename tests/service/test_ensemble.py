@@ -4,6 +4,7 @@ run folders."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import optuna
@@ -47,6 +48,7 @@ def test_ensemble_votes_over_the_top_k_completed_trials(tmp_path_factory, tmp_pa
     def search(*args: str):
         r = run_main([*args], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
         assert r.returncode == 0, r.stderr
+        assert not re.search(r"^[A-Z]+ [\w.]+: ", r.stdout + r.stderr, re.M), "a logger's raw line: " + r.stderr
         return r
 
     for how in ("soft", "hard"):

@@ -123,10 +123,10 @@ def test_train_draws_a_bar_on_a_terminal_and_plain_lines_with_plain_or_to_a_pipe
     assert "macro_f1 0." in got[0] and "outputs in" in got[0]
 
     with terminal(monkeypatch) as got:
-        r = run_main([*train, "--plain"], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+        r = run_main([*train, "--plain", "--overwrite"], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
     assert r.returncode == 0, r.stderr
     assert ESC not in got[0] and "epoch 1/1 macro_f1=" in got[0]
 
-    r = run_main(train, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    r = run_main([*train, "--overwrite"], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
     assert r.returncode == 0, r.stderr
     assert ESC not in r.stdout + r.stderr and "epoch 1/1 macro_f1=" in r.stdout and BAR not in r.stdout

@@ -6,6 +6,7 @@ matrix sums its folds. Trained studies run in-process on SQLite; the hand-made o
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -29,8 +30,8 @@ from studygen import write_study
 pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 
 SPACE = {"optimizer.lr": {"low": 1.0e-7, "high": 3.0e-2, "log": True}, "model.dropout": {"low": 0.0, "high": 0.3}}
-STUDY_PNGS = {"history.png", "importances.png", "parallel.png", "slices.png", "intermediate.png", "states.png",
-              "time.png", "f1_per_hour.png"}
+STUDY_PNGS = {"history.png", "importances.png", "parallel.png", "slices.png", "intermediate.png", "time.png",
+              "f1_per_hour.png"}
 BEST_PNGS = {"best_per_class_f1.png", "best_confusion_matrix.png", "best_curves.png"}
 
 
@@ -91,6 +92,42 @@ def test_a_finished_study_gets_every_figure_as_a_png_the_page_links_locally(tmp_
     assert f"Best: trial {best.number}, macro_f1 {best.value:.4f}" in text
     assert "CPU-hour" in text  # the studies train on train.device: cpu
     assert not list(out.glob(".*.tmp")), "no temporary file is left behind"
+    assert "states.png" not in text and "Trials by state" not in text  # the header already counts the states
+    _assert_findings(text, optuna.load_study(study_name="rep", storage=open_storage(url)))
+
+
+def _assert_findings(text: str, study: optuna.Study) -> None:
+    """Under its figure, each finding states this study's numbers: the best trial, the importances and how few
+    trials they rest on, which trials were pruned after which epoch, the hours, and the best rate."""
+    found = [html.unescape(f) for f in re.findall(r'<p class="finding">(.*?)</p>', text)]
+    assert len(found) == 5, found
+    history, importances, intermediate, time, rate = found
+    best, trials = study.best_trial, study.trials
+    assert history.startswith(f"The best macro_f1, {best.value:.4f}, came from trial {best.number}")
+    ranked = optuna.importance.get_param_importances(study)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert importances.startswith("Most important: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked.items())
+                                  + f"; from {len(done)} completed trials, too few for a firm ranking")
+    said = {}  # "trials 2-4 after epoch 1; trial 6 after epoch 2" -> {2: 1, 3: 1, 4: 1, 6: 2}
+    for numbers, epoch in re.findall(r"trials? ([-, \d]+) after epoch (\d+)", intermediate):
+        for run in numbers.split(", "):
+            first, _, last = run.partition("-")
+            said |= {n: int(epoch) for n in range(int(first), int(last or first) + 1)}
+    assert said == {t.number: t.last_step for t in trials if t.state == TrialState.PRUNED}
+    assert intermediate.startswith("Pruned: ")
+    assert intermediate.endswith(f"{len(done)} completed trials reported up to epoch 3.")
+    hours = {t.number: t.duration.total_seconds() / 3600 for t in trials}
+    assert time.startswith(f"{len(trials)} finished trials ran {sum(hours.values()):.3g} CPU-hours in all (")
+    per_hour = {t.number: t.value / hours[t.number] for t in done}
+    fastest = max(per_hour, key=per_hour.get)  # which one it is depends on the machine's speed
+
+    def spent(n: int) -> str:
+        return f"{per_hour[n]:,.0f} (macro_f1 {trials[n].value:.4f} in {hours[n]:.3g} CPU-hours)"
+
+    assert rate == (f"The best trial, {fastest}, also bought the most macro_f1 per CPU-hour: {spent(fastest)}."
+                    if fastest == best.number else f"Most macro_f1 per CPU-hour: trial {fastest}, {spent(fastest)}; "
+                    f"the best trial, {best.number}, bought {spent(best.number)}. A high rate marks a cheap trial, "
+                    "not a better model.")
 
 
 def test_a_study_with_one_completed_trial_still_gets_a_page(tmp_path, capfd, monkeypatch):

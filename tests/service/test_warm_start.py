@@ -281,11 +281,15 @@ def test_search_run_warm_starts_from_another_studys_best_trials(tmp_path, capfd,
                             "model.dropout": pytest.approx(round(src.params["model.dropout"] * 10) / 10),
                             "optimizer.weight_decay": 0.001}
 
-    r = _search(tmp_path, capfd, monkeypatch, *args)  # the same command again: nothing new
+    r = _search(tmp_path, capfd, monkeypatch, *args)  # the same command again: its budget is met, nothing runs
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "study 'wsb' already holds 3 finished trials" in r.stdout and "warm start" not in r.stdout, r.stdout
+    assert len(optuna.load_study(study_name="wsb", storage=url).get_trials()) == 3
+    r = _search(tmp_path, capfd, monkeypatch, *args, "--n-trials", "4")  # one more: no warm-start trial twice
     assert r.returncode == 0, r.stdout + r.stderr
     assert (f"warm start: enqueued 0 trials from study 'wsa' (top 2 of {len(done)} completed); 2 already in study "
             "'wsb'") in r.stdout, r.stdout
-    assert len(optuna.load_study(study_name="wsb", storage=url).get_trials()) == 3
+    assert len(optuna.load_study(study_name="wsb", storage=url).get_trials()) == 4
 
 
 # ------------------------------------------------------------------ bad input: one line, the store unchanged

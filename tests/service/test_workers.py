@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from clitools import checkpoint_epoch, search, search_bg, study_trials
@@ -130,15 +131,19 @@ def test_best_export_retrains_to_the_same_macro_f1(tmp_path, capfd, monkeypatch)
     """On SQLite only (export reads the best trial through the same Optuna API on every store; the suite's time
     goes to what differs between stores)."""
     storage_url = f"sqlite:///{tmp_path / 'studies.db'}"
-    study = write_study(tmp_path, "exp", n_trials=2, epochs=3)
+    # no train.num_threads: the worker runs on its share of the CPU (SEARCH_NUM_THREADS=1 here, as under
+    # `search run --workers 2` on 2 cores), which the export names for the replay but does not pin
+    study = write_study(tmp_path, "exp", n_trials=2, epochs=3, extra_training={"train": {"num_threads": None}})
     r = search("run", "--study", str(study), "--storage", storage_url, "--no-wandb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = search("best", "--study", str(study), "--storage", storage_url, "--export", "best.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     exported = (tmp_path / "best.yaml").read_text()
     assert "split_seed" in exported and "epochs: 3" in exported
+    assert yaml.safe_load(exported)["train"]["num_threads"] is None, "the worker's thread share leaked into the export"
+    assert "# retrain: search train --config best.yaml --threads 1" in exported
     best = max((t for t in study_trials(storage_url, "exp") if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    r = search("train", "--config", "best.yaml", "--output", "retrain", "--json", cwd=tmp_path)
+    r = search("train", "--config", "best.yaml", "--threads", "1", "--output", "retrain", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["macro_f1"] == best.value  # exact on CPU with the same seed and split

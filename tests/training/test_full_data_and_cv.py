@@ -108,6 +108,8 @@ def test_search_cv_prints_each_fold_and_the_mean_as_json(tmp_path, capfd, monkey
     assert last["mean"] == pytest.approx(np.mean(last["folds"]))
     assert last["std"] == pytest.approx(np.std(last["folds"], ddof=1))
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("fold ")][0].startswith("fold 0: macro_f1 ")
+    # each progress line says which fold it belongs to
+    assert "epoch 2/2 of fold 2 (3 folds) macro_f1=" in r.stderr
     assert all((tmp_path / "cv" / f"fold-{i}" / "split.json").is_file() for i in range(3))
 
 

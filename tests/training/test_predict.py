@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
 def _cli(args, tmp_path, capfd, monkeypatch):
     r = run_main(["predict", *map(str, args)], cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
     assert r.returncode == 0, r.stderr
+    assert not re.search(r"^[A-Z]+ [\w.]+: ", r.stdout + r.stderr, re.M), "a logger's raw line: " + r.stderr
     return r
 
 

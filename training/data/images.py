@@ -14,9 +14,27 @@ from ..errors import DataError
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "crop_center", "resize_to", "resize_square", "fit_image"]
+__all__ = ["IMAGE_EXTENSIONS", "unreadable_text", "read_rgb", "crop_center", "resize_to", "resize_square", "fit_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+SHOWN = 5  # unreadable files named in a message; the rest go to a list file
+
+
+def unreadable_text(bad: dict[str, str], total: int, list_file: Path) -> str:
+    """'a.png: cannot read image (why)' for one file; for several, how many and which (the first SHOWN, and
+    ``list_file`` with every one of them, written here, when there are more)."""
+    if len(bad) == 1:
+        name, why = next(iter(bad.items()))
+        return f"{name}: cannot read image ({why}); 1 unreadable image of {total}"
+    shown = ", ".join(f"{name} ({why})" for name, why in list(bad.items())[:SHOWN])
+    more = ""
+    if len(bad) > SHOWN:
+        list_file.parent.mkdir(parents=True, exist_ok=True)
+        list_file.write_text("".join(f"{name}\t{why}\n" for name, why in bad.items()), encoding="utf-8")
+        more = f"; all {len(bad)} are listed in {list_file}"
+    return f"cannot read images: {len(bad)} of {total} are unreadable: {shown}{more}"
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -12,6 +12,7 @@ from ..augment import eval_normalization
 from ..config import RunConfig
 from ..errors import DataError
 from .cache import decode_cached
+from .images import unreadable_text
 from .loader import HostRing, make_loader
 from .samples import Samples
 from .sources import load_samples
@@ -59,16 +60,17 @@ def prepare_data(cfg: RunConfig, device: torch.device, channels_last: bool, batc
     samples = load_samples(d)
     dec = decode_cached(samples, d, d.cache_dir)
     skipped = {samples.names[i]: why for i, why in dec.bad.items()}
-    if skipped and d.on_bad_image == "fail":
-        name, why = next(iter(skipped.items()))
-        raise DataError(f"{name}: cannot read image ({why}); {len(skipped)} unreadable in all; "
-                        "fix or remove them, or set data.on_bad_image: skip")
     if skipped:
-        log.warning("skipped %d unreadable image(s), first: %s", len(skipped), next(iter(skipped)))
+        listed = unreadable_text(skipped, len(samples), dec.path.with_suffix(".unreadable.txt"))
+        if d.on_bad_image == "fail":
+            raise DataError(f"{listed}; fix or remove {'it' if len(skipped) == 1 else 'them'}, or set "
+                            "data.on_bad_image: skip")
+        log.warning("skipped (data.on_bad_image: skip): %s", listed)
     good = np.asarray([i for i in range(len(samples)) if i not in dec.bad], dtype=np.int64)
     groups = samples.groups[good] if samples.groups is not None else None
     if d.folds is not None:
-        tr, va = fold_indices(samples.targets[good], groups, d.folds, d.fold, d.split_seed, samples.multilabel)
+        tr, va = fold_indices(samples.targets[good], groups, d.folds, d.fold, d.split_seed, samples.multilabel,
+                              samples.classes)
     else:
         tr, va = split_indices(samples.targets[good], groups, d.val_fraction, d.split_seed, samples.multilabel)
     split_train = len(tr)  # what the validated run trains on; a full-data retrain keeps that run's batch size

@@ -3,6 +3,7 @@ sides) when groups exist."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -10,7 +11,9 @@ from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 from ..errors import DataError
 
-__all__ = ["split_indices", "fold_indices"]
+__all__ = ["split_indices", "fold_indices", "check_folds"]
+
+log = logging.getLogger(__name__)
 
 
 def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: float, seed: int,
@@ -50,24 +53,19 @@ def split_indices(targets: np.ndarray, groups: np.ndarray | None, val_fraction: 
 
 
 def fold_indices(targets: np.ndarray, groups: np.ndarray | None, folds: int, fold: int, seed: int,
-                 multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 multilabel: bool = False, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, val) indices of fold ``fold`` of ``folds``: the folds' val sides are disjoint and together
     cover every image; a group (a person, a group_column value) is never split between folds."""
     n = len(targets)
     idx = np.arange(n)
     strat = _strata(targets, multilabel)
+    check_folds(targets, groups, folds, classes, multilabel)
     if groups is not None:
-        n_groups = len(set(groups.tolist()))
-        if folds > n_groups:
-            raise DataError(f"data.folds = {folds} but the {n} images belong to only {n_groups} groups (people for "
-                            f"mask data, data.group_column values for csv): use at most {n_groups} folds")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():  # "least populated class has only 1 member": a rare class cannot be in
             warnings.simplefilter("ignore", UserWarning)  # every fold when whole people move; it is best-effort
             parts = list(splitter.split(idx, strat, groups))
     else:
-        if folds > n:
-            raise DataError(f"data.folds = {folds} but there are only {n} images: use at most {n} folds")
         counts = np.unique(strat, return_counts=True)[1]
         # stratified when every class can be in every fold; else a plain seeded k-fold (scikit-learn would
         # warn and still leave some folds without the class)
@@ -76,6 +74,35 @@ def fold_indices(targets: np.ndarray, groups: np.ndarray | None, folds: int, fol
         parts = splitter.split(idx, strat)
     tr, va = list(parts)[fold]
     return np.sort(tr), np.sort(va)
+
+
+def check_folds(targets: np.ndarray, groups: np.ndarray | None, folds: int, classes: list[str] | None = None,
+                multilabel: bool = False) -> None:
+    """Every fold's val side can hold every class: at least ``folds`` images of each class (multi-label: positives
+    of each label), else one line naming the class. With groups (people, data.group_column values) there must be
+    ``folds`` groups; a class held by fewer groups than folds is a warning (a group never splits, so a rare
+    class of a small grouped set cannot be in every fold)."""
+    n = len(targets)
+    unit = "groups (people for mask data, data.group_column values for csv)" if groups is not None else "images"
+    total = len(set(groups.tolist())) if groups is not None else n
+    if folds > total:
+        raise DataError(f"data.folds = {folds} but the {n} images " + (f"belong to only {total} {unit}" if groups is
+                        not None else "are too few") + f": use at most {total} folds")
+    members = (targets[:, c] > 0 for c in range(targets.shape[1])) if multilabel else \
+        (targets == c for c in range(int(targets.max()) + 1))
+    what = "label" if multilabel else "class"
+    for c, rows in enumerate(members):
+        have = len(set(groups[rows].tolist())) if groups is not None else int(rows.sum())
+        if not 0 < have < folds:
+            continue
+        name = classes[c] if classes and c < len(classes) else str(c)
+        if groups is not None:  # whole people move: a rare class cannot be in every fold; say so, not fail
+            log.warning("data.folds = %d but %s '%s' is held by only %d group(s), so %d of the folds validate "
+                        "without it", folds, what, name, have, folds - have)
+            continue
+        raise DataError(f"data.folds = {folds} but {what} '{name}' has only {have} image{'s' if have != 1 else ''}"
+                        f", so {folds - have} of the folds would validate without it; use at most {have} folds, or "
+                        f"add images of '{name}'")
 
 
 def _empty_side(n: int, val_fraction: float, side: str, got: str, units: int | None = None) -> str:

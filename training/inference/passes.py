@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ..augment import eval_normalization
-from ..data.images import fit_image, read_rgb
+from ..data.images import fit_image, read_rgb, unreadable_text
 from ..data.loader import HostRing, make_loader
 from ..errors import DataError
 from ..runtime import Runtime
@@ -38,13 +39,32 @@ def _prepare(path: Path, geometries: dict[tuple, object]) -> dict[tuple, np.ndar
     try:
         img = read_rgb(path)
     except (OSError, ValueError) as e:  # unreadable, truncated, empty (as the decode cache sees them)
-        why = getattr(e, "strerror", None) or str(e) or e.__class__.__name__
-        raise DataError(f"{path}: cannot read image ({why}); a prediction needs every image: replace or remove "
-                        "the file") from None
+        raise _Unreadable(path) from e
     try:
         return {g: fit_image(img, data_cfg) for g, data_cfg in geometries.items()}
     except DataError as e:  # e.g. smaller than data.center_crop: the message lacks the file
         raise DataError(f"{path}: {e}") from None
+
+
+class _Unreadable(Exception):
+    """A file that cannot be read: the whole input is then checked, so that the error names every such file."""
+
+
+def _why(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e) or e.__class__.__name__
+
+
+def _unreadable(paths: list[Path], pool: ThreadPoolExecutor, list_file: Path) -> DataError:
+    def check(path: Path) -> str | None:
+        try:
+            read_rgb(path)
+            return None
+        except (OSError, ValueError) as e:
+            return _why(e)
+
+    bad = {str(p): why for p, why in zip(paths, pool.map(check, paths)) if why is not None}
+    return DataError(f"{unreadable_text(bad, len(paths), list_file)}; a prediction needs every image: replace or "
+                     f"remove {'the file' if len(bad) == 1 else 'them'}")
 
 
 def _chunks(paths: list[Path], prepare: Callable[[Path], dict], pool: ThreadPoolExecutor) -> Iterator[dict]:
@@ -81,10 +101,20 @@ def _forward(model: nn.Module, images: np.ndarray, run: Run, rt: Runtime, batch_
     return torch.cat(out).cpu().numpy()
 
 
+def _checked(chunks: Iterator[dict], paths: list[Path], pool: ThreadPoolExecutor, list_file: Path) -> Iterator[dict]:
+    try:
+        yield from chunks
+    except _Unreadable:
+        raise _unreadable(paths, pool, list_file) from None
+
+
 def run_probabilities(paths: list[Path], runs: list[Run], models: list[nn.Module], runtimes: list[Runtime],
-                      batch_sizes: list[int], tta: str | None = None) -> list[np.ndarray]:
+                      batch_sizes: list[int], tta: str | None = None,
+                      unreadable_list: Path | None = None) -> list[np.ndarray]:
     """Each run's [N, C] float32 probabilities for ``paths``; with ``tta="hflip"``, the mean of each image's
-    and its mirror image's."""
+    and its mirror image's. An unreadable file stops it with an error naming every unreadable file (more than
+    a few: listed in ``unreadable_list``, default a file in the temporary folder)."""
+    unreadable_list = unreadable_list or Path(tempfile.gettempdir()) / "imgsearch-unreadable.txt"
     if tta is not None and tta not in TTA:
         raise ValueError(f"unknown TTA {tta!r}")
     geometries = {r.geometry: r.cfg.data for r in runs}
@@ -92,7 +122,8 @@ def run_probabilities(paths: list[Path], runs: list[Run], models: list[nn.Module
     per_run: list[list[np.ndarray]] = [[] for _ in runs]
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
-        for fitted in _chunks(paths, lambda p: _prepare(p, geometries), pool):
+        chunks = _chunks(paths, lambda p: _prepare(p, geometries), pool)
+        for fitted in _checked(chunks, paths, pool, unreadable_list):
             mirrored = {g: np.ascontiguousarray(a[:, :, ::-1]) for g, a in fitted.items()} if tta else {}
             for k, (run, model, rt, bs) in enumerate(zip(runs, models, runtimes, batch_sizes)):
                 p = _forward(model, fitted[run.geometry], run, rt, bs, ring)

@@ -61,7 +61,8 @@ def predict(runs: list[str | Path], images: str | Path, out: str | Path | None =
     models = [load_model(r, rt) for r, rt in zip(loaded, runtimes)]
     sizes = [batch_size or inference_batch(r.cfg, rt) for r, rt in zip(loaded, runtimes)]
     log.info("predicting %d images with %d run(s) on %s", len(inputs), len(loaded), runtimes[0].device)
-    per_run = run_probabilities(inputs.paths, loaded, models, runtimes, sizes, tta)
+    per_run = run_probabilities(inputs.paths, loaded, models, runtimes, sizes, tta,
+                                unreadable_list=path.with_suffix(".unreadable.txt") if path is not None else None)
     decision = vote(per_run, how, first.multilabel, [r.cfg.train.threshold for r in loaded])
     result = Prediction(inputs, first.classes, first.multilabel, decision, np.stack(per_run).mean(axis=0), per_run)
     if path is not None:
