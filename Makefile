@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench dashboard clean
+.PHONY: demo test test-fast bench dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check search training tests benchmarks
 	$(BIN)/pytest
+
+# the inner loop: every test not marked slow (no end-to-end worker processes), in under 3 minutes on 2 cores
+test-fast: $(BIN)/.installed
+	$(BIN)/ruff check search training tests benchmarks
+	$(BIN)/pytest -m "not slow" -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py --quick

@@ -77,6 +77,6 @@ case $stage in
            run python3 benchmarks/headline.py --trials 20 --epochs 4 --seeds 1 --model resnet18 --image-size 224 \
              --batch-size 64 --classes 10 --per-class 240 --trials-per-gpu 1 --out "${OUT:-/tmp}/headline" $wandb_flag "${@:2}" ;;
   smoke)   run python3 benchmarks/gpu_smoke.py
-           run python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore::DeprecationWarning tests/training/test_batch_gather.py \
+           run python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore::DeprecationWarning tests/training/data/test_batch_gather.py \
              tests/training/test_no_host_sync.py tests/training/test_augment_agreement.py ;;
 esac

@@ -53,7 +53,7 @@ ours reached the target and says in how many it did.
 
 --trials-per-gpu K runs K of our workers on the one GPU (each capped at 1/K of its memory; the GPU is still one
 device, so device-seconds stay wall seconds x 1). The default, `auto`, is what `search run --trials-per-gpu auto`
-measures (search/trials_per_gpu.py: its measuring time counts in ours' time); on CPU it is 1.
+measures (search/workers/_trials_per_gpu.py: its measuring time counts in ours' time); on CPU it is 1.
 
 --out DIR gets table.md (what was measured, the summary, both arms' best-F1-vs-time curves as a table),
 results.json (everything, every trial) and curves.png (best macro-F1 against device-seconds, both arms).

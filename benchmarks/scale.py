@@ -1,4 +1,4 @@
-"""Many workers on one stock Postgres, through the real claim and lease code (search/lease.py).
+"""Many workers on one stock Postgres, through the real claim and lease code (search/store/_lease.py).
 
 Each of N worker processes claims trials under the study lock, samples two parameters with the study's TPE
 sampler, "trains" by sleeping a fixed time while reporting a few epochs (heartbeat, reports, pruner), and ends
@@ -55,7 +55,7 @@ def prefill(url: str, n: int, epochs: int, procs: int = 8) -> None:
     written by ``procs`` processes at once (each insert is a round trip; one writer takes minutes for 10k)."""
     import optuna
 
-    from search.storage import open_storage
+    from search.store import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
@@ -78,7 +78,7 @@ def _prefill_part(url: str, numbers: list[int], epochs: int) -> None:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from search.storage import open_storage
+    from search.store import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
@@ -103,8 +103,7 @@ def _prefill_part(url: str, numbers: list[int], epochs: int) -> None:
 def worker(url: str, index: int, budget: int, trial_seconds: float, epochs: int, out: str, ready) -> None:
     import optuna
 
-    from search.lease import Hooks, claim
-    from search.storage import open_storage
+    from search.store import Hooks, claim, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url, heartbeat_seconds=10, max_retries=3)
@@ -173,7 +172,7 @@ def main() -> None:
     import sqlalchemy
     from optuna.trial import TrialState
 
-    from search.storage import open_storage
+    from search.store import open_storage
 
     admin = sqlalchemy.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     db = f"imgsearch_scale_{uuid.uuid4().hex[:8]}"

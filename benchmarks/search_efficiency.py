@@ -1,7 +1,7 @@
 """Search efficiency: how fast each sampler and pruner finds a good configuration, counted in epochs trained.
 
 Every strategy runs the real service on one generated task: a study file per (strategy, seed), one in-process
-`search.worker.work()` worker on its own SQLite store, real trials (test_resnet on CPU). The task is a noisy,
+`search.workers._worker.work()` worker on its own SQLite store, real trials (test_resnet on CPU). The task is a noisy,
 low-contrast 12-class imagefolder at 16 px, where most of the optimizer / learning-rate space scores near chance
 and a small region scores well, so samplers and pruners have something to find. Training is seeded, so a
 configuration scores the same whenever it is drawn; runs differ only by the sampler's seed.
@@ -51,13 +51,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "tests"))  # imagegen: the synthetic learnable classes the tests use
 
 from imagegen import class_image, save_image  # noqa: E402
-from search.samplers import startup_trials  # noqa: E402
+from search.study import startup_trials  # noqa: E402
 
 TRIALS = 24  # finished trials per run, by default
 TPE = {"name": "tpe", "n_startup_trials": "auto"}  # the study file gets the count: 8 at the default 24 trials
 # name: (sampler, pruner), as a study file spells them; the run's seed is added to the sampler. A pruned
 # strategy's savings are measured against the strategy with the same sampler and pruner none. tpe+median is the
-# service's default strategy, spelt out (tests/service/test_search_efficiency_smoke.py holds it to the defaults).
+# service's default strategy, spelt out (tests/benchmarks/test_search_efficiency_smoke.py holds it to the defaults).
 # On this task epoch 1 says almost nothing (most trials still predict one class), so SH and hyperband first cut
 # after epoch 2.
 STRATEGIES: dict[str, tuple[dict, dict]] = {
@@ -143,9 +143,9 @@ def run_strategy(name: str, study: dict, work_dir: Path) -> dict:
     from optuna import load_study
     from optuna.trial import TrialState
 
-    from search.storage import open_storage
-    from search.study_config import load_study as load_study_file
-    from search.worker import work
+    from search.store import open_storage
+    from search.study import load_study as load_study_file
+    from search.workers import work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = work_dir / study["name"]

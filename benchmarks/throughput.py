@@ -1,7 +1,9 @@
 """Training throughput, measured side by side in one run on the same JPEG data and model.
 
-    python benchmarks/throughput.py            # GPU: resnet18 + efficientnet_b0 @224, K = 1, 2, 4 trials per GPU
-    python benchmarks/throughput.py --quick    # CPU smoke run (tiny data, a few steps)
+    python benchmarks/throughput.py              # GPU: resnet18 + efficientnet_b0 @224, K = 1, 2, 4 trials per GPU,
+                                                 # whole trials of resnet18@224, efficientnet_b0@224, b4@380
+    python benchmarks/throughput.py --quick      # CPU smoke run (tiny data, a few steps; make bench)
+    python benchmarks/throughput.py --cpu-smoke  # the whole-trial rows alone, tiny (32 px, 128 images; the tests)
 
 Rows, per model, all with the same batch, precision (`precision: auto`: bf16 autocast on an H100) and memory format
 (channels_last):
@@ -15,8 +17,11 @@ Rows, per model, all with the same batch, precision (`precision: auto`: bf16 aut
               model, and 1/augment is the part of it the augmentation kernels take
   naive       what users write by hand: torchvision ImageFolder + PIL transforms (resize, flip, colour jitter,
               ToTensor, Normalize) in a DataLoader with --workers processes, decoding every JPEG every epoch
-Then the aggregate throughput of K concurrent small trials sharing one GPU (each its own process, memory capped
-at 1/K), and the probed batch ceiling checked against the real out-of-memory boundary.
+Then whole trials (benchmarks/trial_rate.py): one trial of each --trial-models through the real worker (epochs,
+validation, metrics, checkpoints, reports to the store, artifacts), its train images per second over its duration
+against the model-only limit at the same size and batch. Then the aggregate throughput of K concurrent small
+trials sharing one GPU (each its own process, memory capped at 1/K), and the probed batch ceiling checked against
+the real out-of-memory boundary.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from training.data.loader import make_loader  # noqa: E402
 from training.data.sources import load_samples  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.runtime import resolve_runtime  # noqa: E402
+from trial_rate import parse_models, trial_rate  # noqa: E402  (benchmarks/trial_rate.py)
 
 PIPELINE = [
     {"__class_fullname__": "HorizontalFlip", "p": 0.5},
@@ -188,12 +194,7 @@ def bench_model(name: str, size: int, root: Path, batch: int, steps: int, warmup
     cfg = _cfg(name, size, root, batch)
     rt = resolve_runtime(cfg.train)
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
-    out = {"model": name, "size": size, "batch": batch}
-    # model-only: the limit
-    m, opt = _model(cfg, rt)
-    x = torch.randn(batch, 3, size, size, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,), device=rt.device)
-    out["model_only"] = _train_steps(m, opt, rt, _forever([(x, y)]), steps, warmup)
+    out = {"model": name, "size": size, "batch": batch, "model_only": model_only(name, size, batch, steps, warmup)}
     # ours: decode once, then batches from the cache, augmented on the device
     samples = load_samples(cfg.data)
     t0 = time.perf_counter()
@@ -269,7 +270,7 @@ def bench_sharing(k: int, model: str, size: int, root: Path, batch: int, seconds
 def share_auto(args, root: Path, rows: list[dict]) -> dict:
     """`--trials-per-gpu auto` on the sharing config: its own measurement (synthetic batches, K processes at
     once), then its K's aggregate from the rows above (the real loader), against the best K there."""
-    from search.trials_per_gpu import measured_choice
+    from search.workers import measured_choice
 
     cfg = _cfg(args.share_model, args.share_size, root, args.share_batch).model_dump(mode="json")
     t0 = time.perf_counter()
@@ -298,6 +299,32 @@ def check_ceiling(model: str, size: int, root: Path) -> dict:
             "double_ooms": not _fits(cfg, rt, 10, 2 * ceiling, heuristics=False)}
 
 
+def model_only(name: str, size: int, batch: int, steps: int, warmup: int) -> float:
+    """The limit: training steps on random tensors already on the device, img/s."""
+    cfg = _cfg(name, size, Path("."), batch)
+    rt = resolve_runtime(cfg.train)
+    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+    m, opt = _model(cfg, rt)
+    x = torch.randn(batch, 3, size, size, device=rt.device, dtype=rt.input_dtype).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=rt.device)
+    return _train_steps(m, opt, rt, _forever([(x, y)]), steps, warmup)
+
+
+def trial_rows(args, root: Path, rows: list[dict]) -> None:
+    """One whole trial per --trial-models entry against its model-only limit (same size, batch, precision)."""
+    if not parse_models(args.trial_models):
+        return
+    print(f"\n| whole trial ({args.trial_epochs} epochs, {args.n_images} images) | batch | model-only img/s "
+          "| trial img/s | trial % of limit | trial s |")
+    print("|---|---|---|---|---|---|")
+    for name, size in parse_models(args.trial_models):
+        r = trial_rate(name, size, root, args.batch, args.trial_epochs, PIPELINE)
+        r["model_only"] = model_only(name, size, r["batch"], args.steps, args.warmup)
+        rows.append(r)
+        print(f"| {name}@{size} | {r['batch']} | {r['model_only']:.0f} | {r['images_per_second']:.0f} "
+              f"| {100 * r['images_per_second'] / r['model_only']:.0f}% | {r['trial_seconds']:.1f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CPU-sized smoke run")
@@ -314,8 +341,12 @@ def main() -> None:
     ap.add_argument("--share-batch", type=int, default=64)
     ap.add_argument("--share-seconds", type=float, default=20)
     ap.add_argument("--share-auto", action="store_true", help="also let `--trials-per-gpu auto` choose K for the "
-                    "sharing config (search/trials_per_gpu.py) and compare it with the best measured K")
+                    "sharing config (search/workers/_trials_per_gpu.py) and compare it with the best measured K")
     ap.add_argument("--ceiling", default="resnet18,efficientnet_b0", help="models whose batch ceiling to check")
+    ap.add_argument("--trial-models", default="resnet18@224,efficientnet_b0@224,efficientnet_b4@380",
+                    help="whole-trial rows: MODEL@SIZE, comma-separated ('' skips them)")
+    ap.add_argument("--trial-epochs", type=int, default=3)
+    ap.add_argument("--cpu-smoke", action="store_true", help="the whole-trial rows alone, at 32 px on 128 images")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--profile", type=Path,
                     help="folder: write a torch.profiler table of 10 'ours' steps per model, after the timed rows")
@@ -325,10 +356,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    if args.quick:
+    if args.quick or args.cpu_smoke:
         args.models, args.size, args.batch, args.n_images = "resnet18", 64, 32, 256
         args.steps, args.warmup, args.workers, args.k = 4, 2, 2, "1,2"
         args.share_size, args.share_batch, args.share_seconds, args.ceiling = 32, 16, 5, ""
+        args.trial_models = "" if args.quick else "resnet18@32,efficientnet_b0@32"
+        args.trial_epochs = 1
+    if args.cpu_smoke:  # the whole-trial rows and their model-only limits, on a few images
+        args.models, args.k, args.n_images = "", "", 128
     os.environ.setdefault("SEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-cache-"))
     cuda = torch.cuda.is_available()
     dev = torch.cuda.get_device_name(0) if cuda else "CPU"
@@ -340,7 +375,7 @@ def main() -> None:
           f"{args.n_images} JPEGs 512x384, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
           f"{precision}; naive loader with "
           f"{args.workers} workers")
-    results = {"device": dev, "models": [], "sharing": [], "ceilings": []}
+    results = {"device": dev, "models": [], "trials": [], "sharing": [], "ceilings": []}
     print("\n| model | size | model-only img/s | ours img/s | ours % of limit | naive img/s | ours / naive "
           "| cache build s | gather img/s | augment img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -351,6 +386,7 @@ def main() -> None:
               f"| {100 * r['ours'] / r['model_only']:.0f}% "
               f"| {r['naive']:.0f} | {r['ours'] / r['naive']:.2f}x | {r['cache_seconds']:.1f} | {r['gather']:.0f} "
               f"| {r['augment']:.0f} |", flush=True)
+    trial_rows(args, root, results["trials"])
     print(f"\n| trials per GPU ({args.share_model}@{args.share_size}, batch {args.share_batch}) "
           "| aggregate img/s | vs K=1 |")
     print("|---|---|---|")

@@ -31,7 +31,7 @@ def study_trials(url: str, name: str) -> list:
     and must not pile up idle Postgres connections)."""
     import optuna
 
-    from search.storage import open_storage
+    from search.store import open_storage
 
     storage = open_storage(url)
     try:

@@ -1,4 +1,4 @@
-"""Run the real ``search`` entry point (``search.cli.main``) inside the test process, the way a fresh
+"""Run the real ``search`` entry point (``search.cli._app.main``) inside the test process, the way a fresh
 ``search ...`` process would see it, and put back every piece of process-global state it touches.
 
 A subprocess costs a torch import (~6 CPU-seconds); in-process, torch is imported once per test session. What a
@@ -20,7 +20,7 @@ fresh process gives for free is rebuilt around each call:
 * exit: ``SystemExit`` gives the exit status as the OS would (``None`` -> 0, an int masked to 0..255, anything else
   printed to stderr and 1); any other exception is printed as a traceback with status 1, as the interpreter does.
   pytest's own exceptions (timeouts, KeyboardInterrupt) pass through.
-* also restored: ``search.cli._state``, torch's thread count, the ``random``/numpy/torch RNG states and the
+* also restored: ``search.cli._app._state``, torch's thread count, the ``random``/numpy/torch RNG states and the
   SIGINT/SIGTERM handlers.
 """
 
@@ -93,12 +93,12 @@ class _ProcessState:
         import optuna
         import torch
 
-        import search.cli
+        import search.cli._app
 
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
         self.argv = sys.argv
-        self.cli_state = dict(search.cli._state)
+        self.cli_state = dict(search.cli._app._state)
         self.threads = torch.get_num_threads()
         self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
         self.signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -119,14 +119,14 @@ class _ProcessState:
         import optuna
         import torch
 
-        import search.cli
+        import search.cli._app
 
         os.environ.clear()
         os.environ.update(self.environ)
         os.chdir(self.cwd)
         sys.argv = self.argv
-        search.cli._state.clear()
-        search.cli._state.update(self.cli_state)
+        search.cli._app._state.clear()
+        search.cli._app._state.update(self.cli_state)
         torch.set_num_threads(self.threads)
         random.setstate(self.rng[0])
         np.random.set_state(self.rng[1])
@@ -155,8 +155,8 @@ class _ProcessState:
 
 def run_main(args, *, cwd: Path, capfd, monkeypatch, env: dict[str, str] | None = None,
              drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """``search ARGS`` run by ``search.cli.main()`` in this process; the result as ``subprocess.run`` gives it."""
-    import search.cli
+    """``search ARGS`` run by ``search.cli._app.main()`` in this process; the result as ``subprocess.run`` gives it."""
+    import search.cli._app
 
     monkeypatch.setattr(sys, "argv", ["search", *args])
     monkeypatch.chdir(cwd)
@@ -171,7 +171,7 @@ def run_main(args, *, cwd: Path, capfd, monkeypatch, env: dict[str, str] | None 
         _fresh_process_filters()
         state.enter()
         try:
-            search.cli.main()
+            search.cli._app.main()
             rc = 0  # main() always exits; returning would be status 0 too
         except SystemExit as e:
             rc, extra = _exit_status(e)

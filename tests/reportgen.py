@@ -74,7 +74,7 @@ def synthetic_study(n_trials: int, *, seed: int = 0, epochs: int = 8, prune_shar
         value = None if state == TrialState.FAIL else curve[max(curve)]  # a pruned trial keeps its last report
         trial = create_trial(state=state, value=value, params=params,
                              distributions={k: SPACE[k] for k in params}, intermediate_values=curve,
-                             user_attrs={"device": "cpu"})
+                             user_attrs={"device": "cpu", "device_kind": "CPU"})
         per_epoch = 20.0 + 40.0 * 32 / params["train.batch_size"] * rng.uniform(0.6, 1.0)
         trial.datetime_start = START + timedelta(minutes=10 * i)
         trial.datetime_complete = trial.datetime_start + timedelta(seconds=per_epoch * len(curve))

@@ -1,6 +1,6 @@
 """Finished runs for the inference tests, trained once per test session (a few seconds on CPU) and shared by
-tests/training/test_predict.py and tests/service/test_ensemble.py, plus a hand-written eval path to check
-predictions against: decode, fit, (x / 255 - mean) / std, the model, softmax or sigmoid."""
+tests/training/inference/test_predict.py and tests/search/results/test_ensemble.py, plus a hand-written eval path to
+check predictions against: decode, fit, (x / 255 - mean) / std, the model, softmax or sigmoid."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import albumentations as A
 
 from . import augment_ops
 from .augment_ops import TENSOR_OPS
+from .errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def build_compose(spec: Any) -> A.Compose:
     try:
         return A.from_dict(d)
     except Exception as e:  # albumentations raises many types for bad names/args
-        raise ValueError(f"albumentations cannot build it: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"albumentations cannot build it: {one_line(e)}") from None
 
 
 def parse_pipeline(spec: Any) -> A.Compose:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import RunConfig
 from .errors import ConfigError
-from .loop import Callback, fit
+from .run_folder import LAST_CHECKPOINT
+
+if TYPE_CHECKING:  # fit (and torch) load only when folds are trained: reading results needs combine() alone
+    from .config import RunConfig
+    from .loop import Callback
 
 __all__ = ["fold_config", "cross_validate", "combine", "summarize"]
 
@@ -29,10 +33,12 @@ def cross_validate(cfg: RunConfig, output_dir: str | Path, folds: int, *, epoch_
     runs after each fold and may raise to stop (a search prunes a trial whose first folds are clearly worse).
     ``resume_dir``: an interrupted CV's folder; each fold resumes from its last.pt there (a finished fold
     returns at once)."""
+    from .loop import fit
+
     out, results = Path(output_dir), []
     fold_config(cfg, folds, 0)  # --folds 1 fails before anything runs
     for i in range(folds):
-        ck = Path(resume_dir) / f"fold-{i}" / "last.pt" if resume_dir else None
+        ck = Path(resume_dir) / f"fold-{i}" / LAST_CHECKPOINT if resume_dir else None
         results.append(fit(fold_config(cfg, folds, i), out / f"fold-{i}", epoch_callback,
                            resume_from=ck if ck and ck.is_file() else None, **fit_kwargs))
         if fold_callback is not None:

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,15 @@ from torch.nn.utils import get_total_norm
 
 from .batch_probe import probe_max_batch, resolve_batch_size
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import MASK_FACTORS, RunConfig, dump_config
+from .config import RunConfig, dump_config
 from .data.prepare import prepare_data
 from .errors import ConfigError, NonFiniteLoss
 from .files import atomic_path, write_atomic
-from .losses import build_factorized_loss, build_loss, check_loss_fits
+from .losses import check_loss_fits
 from .metrics import classification_metrics
-from .models import build_model
-from .optim import build_optimizer, param_groups
+from .parts import Parts, build_parts
+from .run_folder import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SPLIT_FILE
 from .runtime import Runtime, resolve_runtime, seed_everything
-from .schedules import build_scheduler
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "Callback", "NonFinite"]
 
@@ -114,33 +113,6 @@ def evaluate(model: nn.Module, loader, loss_fn: nn.Module, rt: Runtime) -> tuple
     return s, t, float(total) / max(len(t), 1)
 
 
-def _class_weights(cfg: RunConfig, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
-    return _weights(cfg.loss.class_weights, counts, n, multilabel)
-
-
-def _factor_weights(cfg: RunConfig, counts: np.ndarray, n: int) -> list[torch.Tensor | None]:
-    """The factorized head's class weights, one tensor per head: balanced from that head's own train counts (the
-    18 classes' counts summed over the other heads), a list split into the heads' parts in MASK_FACTORS order."""
-    shape = tuple(MASK_FACTORS.values())
-    grid, cw, start, out = counts.reshape(shape), cfg.loss.class_weights, 0, []
-    for i, k in enumerate(shape):
-        head_counts = grid.sum(axis=tuple(j for j in range(len(shape)) if j != i))
-        out.append(_weights(cw[start:start + k] if isinstance(cw, list) else cw, head_counts, n, False))
-        start += k
-    return out
-
-
-def _weights(cw: str | list[float] | None, counts: np.ndarray, n: int, multilabel: bool) -> torch.Tensor | None:
-    if cw is None:
-        return None
-    if cw == "balanced":
-        w = (n - counts) / np.maximum(counts, 1) if multilabel else n / (len(counts) * np.maximum(counts, 1))
-        return torch.tensor(w, dtype=torch.float32)
-    if len(cw) != len(counts):
-        raise ConfigError(f"loss.class_weights has {len(cw)} values but the data has {len(counts)} classes")
-    return torch.tensor(cw, dtype=torch.float32)
-
-
 def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None,
         resume_from: str | Path | None = None, batch_ceiling: int | None = None, full_data: bool = False) -> dict:
     """Train ``cfg``; ``batch_ceiling`` caps the batch size (``auto`` probes it on CUDA when not given).
@@ -153,15 +125,32 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs, "patience": None})})
     out = Path(output_dir)
     rt = resolve_runtime(cfg.train)
-    if cfg.train.batch_size == "auto" and batch_ceiling is None:
-        batch_ceiling = probe_max_batch(cfg, rt, num_outputs=1000)
-    bs = resolve_batch_size(cfg.train.batch_size, batch_ceiling)
+    bs = _batch_size(cfg, rt, batch_ceiling)
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype, full_data=full_data)
+    cfg = _record(cfg, rt, data, bs, out)
+    parts = build_parts(cfg, rt, data)
+    run = _resume(parts, data, Path(resume_from), out) if resume_from is not None else _Progress()
+    return _train(cfg, parts, data, rt, out, callback, run)
+
+
+def _batch_size(cfg: RunConfig, rt: Runtime, ceiling: int | None) -> int:
+    """The batch the data is prepared with: a number, capped to the ceiling; ``auto``: the ceiling (probed on
+    CUDA when not given), which _record may lower once the data's size is known."""
+    if cfg.train.batch_size == "auto" and ceiling is None:
+        ceiling = probe_max_batch(cfg, rt, num_outputs=1000)
+    bs = resolve_batch_size(cfg.train.batch_size, ceiling)
     if bs < 1:
         h, w = cfg.data.hw
         raise ConfigError(f"model.name = '{cfg.model.name}' at {h}x{w}px does not fit this GPU even "
                           "at batch 8; lower data.image_size or use a smaller model")
-    seed_everything(cfg.seed)
-    data = prepare_data(cfg, rt.device, rt.channels_last, bs, rt.input_dtype, full_data=full_data)
+    return bs
+
+
+def _record(cfg: RunConfig, rt: Runtime, data, bs: int, out: Path) -> RunConfig:
+    """The config with the batch that runs, written to the run folder with the split (made only now, once the
+    data and its split are known to be usable)."""
+    check_loss_fits(cfg.loss.name, data.samples.multilabel)
     if cfg.train.batch_size == "auto":  # as large as memory allows, but at least 8 steps per epoch of the split's
         ceiling = bs  # train side (also for full data)
         bs = min(bs, max(8, 2 ** int(np.log2(max(data.split_train // 8, 1)))))
@@ -173,82 +162,80 @@ def fit(cfg: RunConfig, output_dir: str | Path, callback: Callback | None = None
                  f"; lowered to keep at least 8 steps per epoch of {data.split_train} train images" if bs < ceiling
                  else "")
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": bs})})
-    out.mkdir(parents=True, exist_ok=True)  # only once the data and its split are known to be usable
-    write_atomic(out / "config.yaml", yaml.safe_dump(dump_config(cfg), sort_keys=False))
-    lr_scale = bs / 256 if cfg.optimizer.scale_lr_with_batch else 1.0
-    s = data.samples
-    check_loss_fits(cfg.loss.name, s.multilabel)
-    write_atomic(out / "split.json", json.dumps({"split_seed": cfg.data.split_seed, **data.split_record}, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / CONFIG_FILE, yaml.safe_dump(dump_config(cfg), sort_keys=False))
+    write_atomic(out / SPLIT_FILE, json.dumps({"split_seed": cfg.data.split_seed, **data.split_record}, indent=1))
+    return cfg
 
-    model = build_model(cfg.model, len(s.classes)).to(rt.device)
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    counts = np.bincount(s.targets[data.train_index], minlength=len(s.classes)) if not s.multilabel \
-        else s.targets[data.train_index].sum(axis=0)
-    if cfg.model.head == "factorized":  # the sum of one configured loss per head
-        loss_fn = build_factorized_loss(cfg.loss.name, tuple(MASK_FACTORS.values()), gamma=cfg.loss.gamma,
-                                        label_smoothing=cfg.loss.label_smoothing,
-                                        weights=_factor_weights(cfg, counts, len(data.train_index))).to(rt.device)
-    else:
-        weight = _class_weights(cfg, counts, len(data.train_index), s.multilabel)
-        loss_fn = build_loss(cfg.loss.name, gamma=cfg.loss.gamma, label_smoothing=cfg.loss.label_smoothing,
-                             weight=weight).to(rt.device)
-    o = cfg.optimizer
-    groups = param_groups(model, model.head, o.lr * lr_scale, (o.backbone_lr or o.lr) * lr_scale, o.weight_decay)
-    opt = build_optimizer(o.name, groups, momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
-    sched = build_scheduler(opt, cfg.scheduler, cfg.train.epochs, len(data.train))
-    scaler = torch.amp.GradScaler(rt.device.type) if rt.dtype == torch.float16 else None
-    step_fn = torch.compile(model) if cfg.train.compile else model
 
-    start, history, best, stopped = 0, [], None, False
-    if resume_from is not None:
-        ck = load_checkpoint(Path(resume_from))
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        set_rng_state(ck["rng"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        start, history, best = ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None
-        stopped = bool(ck.get("stopped"))  # it had stopped early: nothing left to train
-        data.train.epoch = start
-        _adopt(Path(resume_from).parent, out)
-        log.info("resumed from %s at epoch %d", resume_from, start)
+@dataclass
+class _Progress:
+    """Where a run stands: the epochs done, their history, the best epoch, whether it stopped early."""
+    start: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    stopped: bool = False
 
+
+def _resume(parts: Parts, data, checkpoint: Path, out: Path) -> _Progress:
+    ck = load_checkpoint(checkpoint)
+    parts.model.load_state_dict(ck["model"])
+    parts.opt.load_state_dict(ck["optimizer"])
+    parts.sched.load_state_dict(ck["scheduler"])
+    set_rng_state(ck["rng"])
+    if parts.scaler is not None and ck.get("scaler"):
+        parts.scaler.load_state_dict(ck["scaler"])
+    data.train.epoch = ck["epoch"]
+    _adopt(checkpoint.parent, out)
+    log.info("resumed from %s at epoch %d", checkpoint, ck["epoch"])
+    return _Progress(ck["epoch"], json.loads(ck["history"]), json.loads(ck["best"]) if ck["best"] else None,
+                     bool(ck.get("stopped")))  # stopped: it had stopped early, nothing left to train
+
+
+def _train(cfg: RunConfig, parts: Parts, data, rt: Runtime, out: Path, callback: Callback | None,
+           run: _Progress) -> dict:
+    """The epoch loop: train, validate, keep the best weights, write the metrics, report, checkpoint."""
+    last_epoch = run.start if run.stopped else cfg.train.epochs
     result = None
-    last_epoch = start if stopped else cfg.train.epochs
-    for epoch in range(start + 1, last_epoch + 1):
-        t0 = time.perf_counter()
-        train_loss, seen, bad = train_one_epoch(step_fn, data.train, loss_fn, opt, sched, rt, scaler)
-        if bad is None and not math.isfinite(train_loss):
-            bad = NonFinite("loss", 0, len(data.train))  # no step known
-        if bad is not None:
-            raise NonFiniteLoss(bad.message(epoch, rt.precision, cfg.loss.name, rt.dtype is not None))
-        m = _validate(step_fn, data, loss_fn, rt, cfg.train.threshold)
-        m.update(epoch=epoch, train_loss=train_loss, lr=opt.param_groups[-1]["lr"],
-                 seconds=time.perf_counter() - t0, images_per_second=seen / (time.perf_counter() - t0))
-        history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
-        if best is None or m["macro_f1"] is None or m["macro_f1"] > best["macro_f1"]:  # no val: the latest
-            best = m
-            with atomic_path(out / "best.pt") as tmp:  # a run killed mid-save keeps its previous best.pt
-                torch.save(model.state_dict(), tmp)
-        stopped = bool(cfg.train.patience) and epoch - best["epoch"] >= cfg.train.patience
-        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
-        write_atomic(out / "metrics.json", json.dumps(result, indent=1))
+    for epoch in range(run.start + 1, last_epoch + 1):
+        m = _epoch(cfg, parts, data, rt, epoch)
+        run.history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
+        if run.best is None or m["macro_f1"] is None or m["macro_f1"] > run.best["macro_f1"]:  # no val: the latest
+            run.best = m
+            with atomic_path(out / BEST_CHECKPOINT) as tmp:  # a run killed mid-save keeps its previous best.pt
+                torch.save(parts.model.state_dict(), tmp)
+        run.stopped = bool(cfg.train.patience) and epoch - run.best["epoch"] >= cfg.train.patience
+        result = {**_result(run.best, run.history, out, data), "resumed_at_epoch": run.start}
+        write_atomic(out / METRICS_FILE, json.dumps(result, indent=1))
         if callback is not None:  # before the checkpoint: a run killed in between resumes at this epoch and
             # reports it again (ignored), instead of resuming after an unreported epoch
-            callback(epoch, {**m, "final": stopped or epoch == last_epoch})
-        save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), epoch=epoch, rng=rng_state(),
-                        scaler=scaler.state_dict() if scaler is not None else None, stopped=stopped,
-                        history=json.dumps(history), best=json.dumps(best))
-        if stopped:
+            callback(epoch, {**m, "final": run.stopped or epoch == last_epoch})
+        save_checkpoint(out / LAST_CHECKPOINT, model=parts.model.state_dict(), optimizer=parts.opt.state_dict(),
+                        scheduler=parts.sched.state_dict(), epoch=epoch, rng=rng_state(),
+                        scaler=parts.scaler.state_dict() if parts.scaler is not None else None, stopped=run.stopped,
+                        history=json.dumps(run.history), best=json.dumps(run.best))
+        if run.stopped:
             log.info("early stop at epoch %d: no better macro-F1 for %d epochs", epoch, cfg.train.patience)
             break
     if result is None:  # resumed from a run that had already finished (last epoch, or stopped early)
-        result = {**_result(best, history, out, data), "resumed_at_epoch": start}
-        write_atomic(out / "metrics.json", json.dumps(result, indent=1))
+        result = {**_result(run.best, run.history, out, data), "resumed_at_epoch": run.start}
+        write_atomic(out / METRICS_FILE, json.dumps(result, indent=1))
     return result
+
+
+def _epoch(cfg: RunConfig, parts: Parts, data, rt: Runtime, epoch: int) -> dict:
+    """One epoch trained and validated: its metrics (a non-finite loss or gradient raises, saying which)."""
+    t0 = time.perf_counter()
+    train_loss, seen, bad = train_one_epoch(parts.step_fn, data.train, parts.loss_fn, parts.opt, parts.sched, rt,
+                                            parts.scaler)
+    if bad is None and not math.isfinite(train_loss):
+        bad = NonFinite("loss", 0, len(data.train))  # no step known
+    if bad is not None:
+        raise NonFiniteLoss(bad.message(epoch, rt.precision, cfg.loss.name, rt.dtype is not None))
+    m = _validate(parts.step_fn, data, parts.loss_fn, rt, cfg.train.threshold)
+    m.update(epoch=epoch, train_loss=train_loss, lr=parts.opt.param_groups[-1]["lr"],
+             seconds=time.perf_counter() - t0, images_per_second=seen / (time.perf_counter() - t0))
+    return m
 
 
 def _adopt(previous: Path, out: Path) -> None:
@@ -257,7 +244,7 @@ def _adopt(previous: Path, out: Path) -> None:
     last.pt) even when the retry improves on nothing or dies before its first epoch."""
     if previous.resolve() == out.resolve():
         return
-    for name in ("best.pt", "last.pt"):
+    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
         if (previous / name).is_file():
             with atomic_path(out / name) as tmp:
                 shutil.copyfile(previous / name, tmp)

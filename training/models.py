@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MASK_FACTORS, ModelConfig
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 
 __all__ = ["Classifier", "FactorizedHead", "build_model"]
 
@@ -90,8 +90,7 @@ def _load_local(backbone: nn.Module, path: Path, name: str) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"model.pretrained: cannot read '{path}' as a state dict "
-                          f"({e.__class__.__name__}: {e})") from None
+        raise ConfigError(f"model.pretrained: cannot read '{path}' as a state dict ({one_line(e)})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     missing, unexpected = backbone.load_state_dict(
         {k: v for k, v in state.items() if not k.startswith(backbone.default_cfg.get("classifier", "fc"))},

@@ -8,12 +8,12 @@ from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["Registry", "suggest"]
+__all__ = ["Registry", "did_you_mean"]
 
 T = TypeVar("T")
 
 
-def suggest(name: str, valid: list[str]) -> str:
+def did_you_mean(name: str, valid: list[str]) -> str:
     """' (did you mean 'x'?)' when a near name exists, else ''."""
     near = get_close_matches(str(name), valid, n=1, cutoff=0.6)
     return f" (did you mean '{near[0]}'?)" if near else ""
@@ -44,6 +44,6 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise ConfigError(
-                f"unknown {self.kind} '{name}'{suggest(name, self.names())}; "
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; "
                 f"valid: {', '.join(self.names())}"
             ) from None

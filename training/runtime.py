@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ import torch
 from .config import LoopConfig
 from .errors import ConfigError
 
-__all__ = ["Runtime", "resolve_runtime", "seed_everything", "describe_device"]
+__all__ = ["Runtime", "Device", "resolve_runtime", "seed_everything", "describe_device", "recorded_kind"]
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,36 @@ def _device_of(cfg: LoopConfig) -> str:
     return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def describe_device(cfg: LoopConfig) -> str | None:
-    """Where a run of ``cfg`` computes, as people name it: ``cpu``, or ``cuda:N <GPU model>``; None for a GPU
-    this machine lacks (never raises: the run itself fails with resolve_runtime's error)."""
+@dataclass(frozen=True)
+class Device:
+    """Where a run computes, described once: ``kind`` (CPU or GPU) for whoever counts hours, ``name`` as people
+    name it (``cpu``, or ``cuda:N <GPU model>``) for whoever reads it. Nobody parses the name back."""
+    kind: Literal["CPU", "GPU"]
+    name: str
+
+
+def recorded_kind(kind: str | None, name: str | None) -> str | None:
+    """A run's recorded device kind. Records made before the kind was kept hold only the name: theirs is read
+    from it (``cpu``, ``cuda:N ...``), the one place a name is read back, for those old records alone."""
+    if kind:
+        return kind
+    if not name:
+        return None
+    return "CPU" if name == "cpu" else "GPU" if name.startswith("cuda") else None
+
+
+def describe_device(cfg: LoopConfig) -> Device | None:
+    """Where a run of ``cfg`` computes; None for a GPU this machine lacks (never raises: the run itself fails
+    with resolve_runtime's error)."""
     device = torch.device(_device_of(cfg))
     if device.type != "cuda":
-        return device.type
+        return Device("CPU", device.type)
     if not torch.cuda.is_available():
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
         return None
-    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    return Device("GPU", f"cuda:{index} {torch.cuda.get_device_name(index)}")
 
 
 def resolve_runtime(cfg: LoopConfig) -> Runtime:

@@ -1,7 +1,7 @@
 """Training steps per second of a config's model on synthetic data: what one of K trials sharing a GPU gets.
 
 A full step (forward, backward, AdamW) at the run's image size, batch, precision and memory format, timed
-after a warm-up; the caller runs K of these at once (search/trials_per_gpu.py) and adds them up.
+after a warm-up; the caller runs K of these at once (search/workers/_trials_per_gpu.py) and adds them up.
 """
 
 from __future__ import annotations

@@ -171,3 +171,14 @@ def test_union_keys_are_named_plainly_with_every_allowed_form(data, head, allowe
 def test_too_short_tuple_names_the_key_and_value(data, head):
     msg = _error(data)
     assert head in msg and "missing required key" not in msg
+
+
+def test_yaml_merge_keys_may_set_a_key_again_but_a_key_written_twice_is_an_error(tmp_path):
+    from training.config import read_yaml
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("base: &base {lr: 0.01, name: sgd}\noptimizer: {<<: *base, lr: 0.1}\n")
+    assert read_yaml(path)["optimizer"] == {"lr": 0.1, "name": "sgd"}  # the override wins, as YAML says
+    path.write_text("optimizer: {lr: 0.01}\nseed: 1\noptimizer: {lr: 0.1}\n")
+    with pytest.raises(ConfigError, match="line 3: key 'optimizer' is already set on line 1"):
+        read_yaml(path)

@@ -15,10 +15,10 @@ import imagegen
 from training import ConfigError, batch_probe, fit, parse_config
 from training.config import MASK_FACTORS
 from training.data.sources import AGES, GENDERS, MASK_STATES, mask_class_names
-from training.loop import _factor_weights
 from training.losses import FactorizedLoss, FocalLoss, build_factorized_loss
 from training.models import FactorizedHead, build_model
 from training.optim import param_groups
+from training.parts import _factor_weights
 from training.runtime import resolve_runtime
 
 SHAPE = tuple(MASK_FACTORS.values())
@@ -190,7 +190,7 @@ def test_factorized_head_off_the_mask_source_is_one_error_line(data):
 
 
 def test_a_mask_study_searches_the_head(tmp_path):
-    from search.study_config import load_study
+    from search.study import load_study
 
     study = {"name": "heads", "training": imagegen.base_config({"source": "mask", "root": str(tmp_path / "images")}),
              "search_space": {"model.head": {"choices": ["single", "factorized"]}}}

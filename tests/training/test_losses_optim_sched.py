@@ -16,10 +16,10 @@ from training import ConfigError, fit, parse_config
 from training.checkpoint import load_checkpoint
 from training.config import LossName, ModelConfig, OptimizerName, SchedulerConfig, SchedulerName
 from training.data.prepare import prepare_data
-from training.loop import _class_weights
 from training.losses import LOSSES, FocalLoss, build_loss
 from training.models import build_model
 from training.optim import OPTIMIZERS, build_optimizer, param_groups
+from training.parts import _class_weights
 from training.schedules import SCHEDULES, build_scheduler, lr_factor
 
 

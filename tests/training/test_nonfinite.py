@@ -135,9 +135,9 @@ def test_train_one_epoch_names_what_went_non_finite_first_and_where():
 
 
 def test_nan_gradients_do_not_blame_the_lr(tmp_path, monkeypatch):
-    import training.loop as loop
+    import training.parts as parts
 
-    monkeypatch.setattr(loop, "build_loss", lambda *a, **k: _NanGradLoss())
+    monkeypatch.setattr(parts, "build_loss", lambda *a, **k: _NanGradLoss())
     with pytest.raises(NonFiniteLoss) as ei:
         fit(_digits({"name": "ce"}, 1e-3), tmp_path)
     msg = str(ei.value)

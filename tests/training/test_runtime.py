@@ -71,4 +71,6 @@ def test_a_run_names_the_device_it_computes_on_and_never_raises_for_one_it_lacks
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Fake GPU {i}")
-    assert runtime.describe_device(LoopConfig(device=device)) == expected
+    described = runtime.describe_device(LoopConfig(device=device))
+    assert (described and described.name) == expected
+    assert described is None or described.kind == ("CPU" if expected == "cpu" else "GPU")

@@ -9,7 +9,6 @@ wait on the lock and then read.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError
-from ..files import atomic_path, write_atomic
+from ..errors import DataError, one_line
+from ..files import atomic_path, file_lock, write_atomic
 from .images import fit_image
 from .samples import Samples
 
@@ -76,8 +75,7 @@ def decode_cached(samples: Samples, data_cfg: DataConfig, cache_dir: Path | None
     if meta.exists():
         images, bad = _read(npy, meta)
         return DecodedImages(images, bad, npy, False, time.perf_counter() - t0)
-    with open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this process dies
+    with file_lock(root / f"{key}.lock"):  # released when this process dies, too
         if meta.exists():  # another worker built it while we waited
             images, bad = _read(npy, meta)
             return DecodedImages(images, bad, npy, False, time.perf_counter() - t0)
@@ -104,7 +102,7 @@ def _build(samples: Samples, data_cfg: DataConfig, npy: Path, meta: Path) -> dic
             except DataError as e:  # smaller than the crop: a readable image the config does not fit
                 too_small[i] = str(e)
             except (OSError, ValueError) as e:  # unreadable, truncated, empty: recorded, policy applied later
-                bad[i] = str(e) or e.__class__.__name__
+                bad[i] = one_line(e, with_type=False)
 
         with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
             list(pool.map(one, range(len(samples))))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 
 if TYPE_CHECKING:
     from ..config import DataConfig
@@ -58,7 +58,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
                 im = im.convert("RGBA")
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise OSError(f"not a readable image ({e.__class__.__name__}: {e})") from e
+        raise OSError(f"not a readable image ({one_line(e)})") from e
 
 
 def crop_center(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -39,6 +39,9 @@ def _digits(cfg: DigitsData) -> Samples:
     from sklearn.datasets import load_digits
 
     d = load_digits()
+    if cfg.limit is not None and cfg.limit > len(d.target):
+        raise DataError(f"data.limit = {cfg.limit} but the built-in digits have {len(d.target)} images; use at "
+                          f"most {len(d.target)}, or leave data.limit out for all of them")
     n = cfg.limit or len(d.target)
     grey = (d.images[:n] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)

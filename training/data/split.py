@@ -88,21 +88,23 @@ def check_folds(targets: np.ndarray, groups: np.ndarray | None, folds: int, clas
     if folds > total:
         raise DataError(f"data.folds = {folds} but the {n} images " + (f"belong to only {total} {unit}" if groups is
                         not None else "are too few") + f": use at most {total} folds")
-    members = (targets[:, c] > 0 for c in range(targets.shape[1])) if multilabel else \
-        (targets == c for c in range(int(targets.max()) + 1))
+    members = [targets[:, c] > 0 for c in range(targets.shape[1])] if multilabel else \
+        [targets == c for c in range(int(targets.max()) + 1)]
+    held = [len(set(groups[rows].tolist())) if groups is not None else int(rows.sum()) for rows in members]
+    short = [(have, c) for c, have in enumerate(held) if 0 < have < folds]
+    if not short:
+        return
     what = "label" if multilabel else "class"
-    for c, rows in enumerate(members):
-        have = len(set(groups[rows].tolist())) if groups is not None else int(rows.sum())
-        if not 0 < have < folds:
-            continue
-        name = classes[c] if classes and c < len(classes) else str(c)
-        if groups is not None:  # whole people move: a rare class cannot be in every fold; say so, not fail
+    name = {c: classes[c] if classes and c < len(classes) else str(c) for _, c in short}
+    if groups is not None:  # whole people move: a rare class cannot be in every fold; say so, not fail
+        for have, c in short:
             log.warning("data.folds = %d but %s '%s' is held by only %d group(s), so %d of the folds validate "
-                        "without it", folds, what, name, have, folds - have)
-            continue
-        raise DataError(f"data.folds = {folds} but {what} '{name}' has only {have} image{'s' if have != 1 else ''}"
-                        f", so {folds - have} of the folds would validate without it; use at most {have} folds, or "
-                        f"add images of '{name}'")
+                        "without it", folds, what, name[c], have, folds - have)
+        return
+    have, c = min(short)  # the rarest class bounds the folds: name it, so the advice holds at once
+    fix = f"use at most {have} folds, or add" if have >= 2 else "cross-validation needs 2 folds or more: add"
+    raise DataError(f"data.folds = {folds} but {what} '{name[c]}' has only {have} image{'s' if have != 1 else ''}, "
+                    f"so {folds - have} of the folds would validate without it; {fix} images of '{name[c]}'")
 
 
 def _empty_side(n: int, val_fraction: float, side: str, got: str, units: int | None = None) -> str:

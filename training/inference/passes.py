@@ -23,7 +23,7 @@ from torch import nn
 from ..augment import eval_normalization
 from ..data.images import fit_image, read_rgb, unreadable_text
 from ..data.loader import HostRing, make_loader
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..runtime import Runtime
 from .runs import Run
 
@@ -50,17 +50,13 @@ class _Unreadable(Exception):
     """A file that cannot be read: the whole input is then checked, so that the error names every such file."""
 
 
-def _why(e: BaseException) -> str:
-    return getattr(e, "strerror", None) or str(e) or e.__class__.__name__
-
-
 def _unreadable(paths: list[Path], pool: ThreadPoolExecutor, list_file: Path) -> DataError:
     def check(path: Path) -> str | None:
         try:
             read_rgb(path)
             return None
         except (OSError, ValueError) as e:
-            return _why(e)
+            return one_line(e, with_type=False)
 
     bad = {str(p): why for p, why in zip(paths, pool.map(check, paths)) if why is not None}
     return DataError(f"{unreadable_text(bad, len(paths), list_file)}; a prediction needs every image: replace or "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import torch
 from torch import nn
 
 from ..config import RunConfig, load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..models import build_model
+from ..run_folder import BEST_CHECKPOINT, CONFIG_FILE, read_metrics
 from ..runtime import Runtime, resolve_runtime
 
 __all__ = ["Run", "read_run", "check_same_classes", "load_model", "inference_runtime", "inference_batch"]
@@ -35,21 +35,29 @@ class Run:
 def read_run(folder: str | Path) -> Run:
     """The run's config and class list (no weights yet). Raises ConfigError naming the folder and what it lacks."""
     f = Path(folder)
+    if f.is_file():
+        raise ConfigError(f"--run {f} is a file; pass the run folder that holds it ({f.parent})")
     if not f.is_dir():
         raise ConfigError(f"run folder '{f}' does not exist; pass {_WHAT}")
-    if not (f / "config.yaml").is_file():
+    if not (f / CONFIG_FILE).is_file():
         raise ConfigError(f"run folder '{f}' has no config.yaml, so its model and preprocessing are unknown; "
                           f"pass {_WHAT}")
-    if not (f / "best.pt").is_file():
-        folds = sorted(p.name for p in f.glob("fold-*") if (p / "best.pt").is_file())
+    if not (f / BEST_CHECKPOINT).is_file():
+        folds = sorted(p.name for p in f.glob("fold-*") if (p / BEST_CHECKPOINT).is_file())
         hint = (f"; it is a cross-validation: each fold is a run, pass --run {f / folds[0]} (and the others)"
                 if folds else "; it has not finished an epoch yet: let it train, or pass a finished run")
         raise ConfigError(f"run folder '{f}' has no checkpoint best.pt{hint}")
-    cfg = load_config(f / "config.yaml")
+    cfg = load_config(f / CONFIG_FILE)
     try:
-        metrics = json.loads((f / "metrics.json").read_text())
+        metrics = read_metrics(f)
+    except ValueError as e:  # not JSON: damaged, not from an older version
+        raise ConfigError(f"run folder '{f}': {e}; the file is damaged: restore the folder (a trial's metrics are "
+                          "also in the artifact store) or retrain the run") from None
+    except OSError:
+        metrics = {}
+    try:
         classes, multilabel = list(metrics["classes"]), bool(metrics["multilabel"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise ConfigError(f"run folder '{f}': metrics.json is missing or lists no classes (it is written after the "
                           "first epoch, with 'classes' and 'multilabel'); retrain the run with this version") from None
     return Run(f, cfg, classes, multilabel)
@@ -88,13 +96,12 @@ def load_model(run: Run, rt: Runtime) -> nn.Module:
     """The run's best.pt in an eval-mode model on ``rt.device`` (in its memory format)."""
     # no timm download: every weight comes from best.pt
     model = build_model(run.cfg.model.model_copy(update={"pretrained": False}), len(run.classes))
-    path = run.folder / "best.pt"
+    path = run.folder / BEST_CHECKPOINT
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # a damaged file or another model's weights: torch raises several kinds
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise ConfigError(f"{path}: cannot load it into the model its config.yaml describes ({e.__class__.__name__}: "
-                          f"{why}); pass the run folder that wrote it") from None
+        raise ConfigError(f"{path}: cannot load it into the model its config.yaml describes ({one_line(e, 240)}); "
+                          "pass the run folder that wrote it") from None
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -1,0 +1,116 @@
+"""The commands of one configuration, outside a study: train it (or one run per seed), cross-validate it, predict
+with finished runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.cli._app import (
+    ImagesOpt,
+    OutOpt,
+    OverwriteOpt,
+    PlainOpt,
+    Tta,
+    TtaOpt,
+    Vote,
+    VoteOpt,
+    json_keeps_stdout,
+    within,
+)
+from search.cli._printing import print_predicted
+from training.errors import ConfigError
+
+
+def train(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
+          output: Optional[Path] = typer.Option(None, "--output", help="the run's folder (default: a new "
+                                                "runs/train/CONFIG-N; runs/full/... with --full-data, "
+                                                "runs/seeds/... with --seeds)"),
+          overwrite: bool = OverwriteOpt,
+          full_data: bool = typer.Option(False, "--full-data", help="train on every image (train + val) for "
+                                         "train.full_data_epochs epochs (an export's best epoch); no validation"),
+          seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds: one run each, under "
+                                              "OUTPUT/seed-N, then each macro-F1 and the mean +- std"),
+          threads: Optional[int] = typer.Option(None, "--threads", callback=within(1, what=" (CPU threads)"),
+                                                help="CPU threads (train.num_threads); an export's header names "
+                                                "its trial's, for a bit-exact CPU replay"),
+          as_json: bool = typer.Option(False, "--json", help="print the result as one JSON line last"),
+          plain: bool = PlainOpt) -> None:
+    """Train one configuration (or one per seed)."""
+    from search.cli._printing import parse_seeds, print_runs, progress_printer, read_run_config
+    from search.observe.progress import epoch_display
+    from training import fit
+    from training.run_folder import output_folder
+
+    if as_json:
+        json_keeps_stdout()
+    cfg = read_run_config(config)
+    if threads is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_threads": threads})})
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    epochs = cfg.train.full_data_epochs or cfg.train.epochs if full_data else cfg.train.epochs
+    shown = (progress_printer(epochs, as_json), epochs, plain, sys.stderr if as_json else sys.stdout)
+    root = Path("runs") / ("seeds" if seeds else "full" if full_data else "train")
+    with output_folder(output, root, config.stem, overwrite) as out:
+        if seed_list is None:
+            with epoch_display(*shown) as progress:
+                r = fit(cfg, out, progress, full_data=full_data)
+            r.pop("history")
+            if as_json:
+                print(json.dumps(r))
+            elif r["macro_f1"] is None:
+                print(f"trained {r['epochs_run']} epochs on all {r['n_train']} images; no validation (full-data "
+                      f"retrain: no image was held out); weights in {r['output_dir']}/best.pt")
+            else:
+                print(f"macro_f1 {r['macro_f1']:.4f} (epoch {r['best_epoch']}/{r['epochs_run']}), accuracy "
+                      f"{r['accuracy']:.4f}; outputs in {r['output_dir']}")
+            return
+        runs = {}
+        with epoch_display(*shown) as progress:
+            for seed in seed_list:
+                # the same split (data.split_seed), another init and augmentation order
+                run_cfg = cfg.model_copy(update={"seed": seed})
+                runs[seed] = fit(run_cfg, out / f"seed-{seed}", progress, full_data=full_data)
+        print_runs(runs, "seed", as_json)
+
+
+def cv(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),
+       folds: int = typer.Option(..., "--folds", help="k: stratified folds, grouped by person (mask) or "
+                                 "data.group_column (csv)"),
+       output: Optional[Path] = typer.Option(None, "--output", help="the folds' parent folder (default: a new "
+                                             "runs/cv/CONFIG-N)"),
+       overwrite: bool = OverwriteOpt,
+       as_json: bool = typer.Option(False, "--json",
+                                    help="the last line is {\"folds\": [...], \"mean\", \"std\"}")) -> None:
+    """Cross-validate one configuration: one normal run per fold, under OUTPUT/fold-i."""
+    from search.cli._printing import print_runs, progress_printer, read_run_config
+    from training.cv import cross_validate
+    from training.run_folder import output_folder
+
+    if as_json:
+        json_keeps_stdout()
+    cfg = read_run_config(config)
+    with output_folder(output, Path("runs") / "cv", config.stem, overwrite) as out:
+        lines = progress_printer(cfg.train.epochs, as_json, folds)
+        results = cross_validate(cfg, out, folds, epoch_callback=lines, fold_callback=lines.fold_done)
+        print_runs(dict(enumerate(results)), "fold", as_json)
+
+
+def predict(run: list[Path] = typer.Option(..., "--run", help="a run folder (config.yaml, best.pt); repeat it to "
+                                           "vote over several runs"),
+            images: Path = ImagesOpt, out: Path = OutOpt, tta: Optional[Tta] = TtaOpt, vote: Vote = VoteOpt,
+            probabilities: bool = typer.Option(False, "--probabilities", help="one column per class: the (mean) "
+                                               "probabilities instead of the class")) -> None:
+    """Predict images with one or more finished runs (their best.pt) and write a CSV."""
+    from training.inference import predict as predict_images
+
+    twice = sorted({str(r) for r in run if run.count(r) > 1})
+    if twice:
+        raise ConfigError(f"--run {twice[0]} is given twice; a vote counts each run once, so pass each folder once")
+    r = predict_images(run, images, out, tta=tta.value if tta else None, how=vote.value, probabilities=probabilities)
+    print_predicted(len(r.inputs), f"{len(run)} run{'s' if len(run) != 1 else ''}",
+               {"vote": vote.value if len(run) > 1 else None, "tta": tta.value if tta else None}, out)

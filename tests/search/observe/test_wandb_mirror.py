@@ -1,0 +1,101 @@
+"""Each trial's W&B run, read back from its offline files: the full resolved config as dotted keys with the
+searched parameters named, per-class F1 every epoch, the best epoch's confusion matrix and per-class F1 tables,
+and the state with its reason. On SQLite: the mirror reads the trial's run folder, not the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from clitools import study_trials
+from search import load_study
+from search.store import open_storage
+from search.workers import open_study, work
+from studygen import write_study
+from wandb_records import read_run
+
+MISSING_WEIGHTS = "/nonexistent/weights.pth"  # the model cannot be built: the trial fails after its run began
+
+
+def _runs(wandb_dir: Path) -> dict[str, tuple[dict, Path]]:
+    """Each offline run by name: its records and its folder (where the logged tables' files are)."""
+    out = {}
+    for f in wandb_dir.glob("offline-run-*/run-*.wandb"):
+        r = read_run(f)
+        out[r["name"]] = (r, f.parent)
+    return out
+
+
+def _table(folder: Path, record: dict, key: str) -> dict:
+    """A table logged as ``key``: its file under the run's files/ (the history row holds its path)."""
+    return json.loads((folder / "files" / record[f"{key}/path"]).read_text())
+
+
+@pytest.mark.slow  # four trials, each with its own W&B run
+def test_each_trial_run_holds_the_full_config_per_class_f1_tables_and_outcome(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    path = write_study(tmp_path, "wb", epochs=2, n_trials=3,
+                       space={"optimizer.lr": {"low": 1.0e-7, "high": 3.0e-2, "log": True},
+                              "model.pretrained": {"choices": [False, MISSING_WEIGHTS]}},
+                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0})
+    sc = load_study(str(path))
+    st = open_study(sc, open_storage(url), url)
+    for lr, weights in ((0.01, False), (0.02, False), (0.01, MISSING_WEIGHTS), (1.0e-7, False)):
+        st.enqueue_trial({"optimizer.lr": lr, "model.pretrained": weights})  # good, good, fails, cannot learn
+    work(sc, url, n_trials=3, output_root=tmp_path / "runs", use_wandb=True, worker_index=0)
+    trials = study_trials(url, "wb")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.PRUNED]
+    runs = _runs(tmp_path / "runs" / "wandb")
+
+    for t in trials:
+        r, folder = runs[f"trial-{t.number}"]
+        config = r["config"]
+        # the full resolved config, one dotted key per field, and the searched parameters named
+        resolved = t.user_attrs["config"]
+        for section, fields in resolved.items():
+            if not isinstance(fields, dict):
+                assert config[section] == fields
+                continue
+            for name, value in fields.items():
+                key = f"{section}.{name}"
+                assert key in config or any(k.startswith(key + ".") for k in config), key
+                if not isinstance(value, (dict, list)):
+                    assert config[key] == value, key
+        assert config["model.name"] == "test_resnet" and config["data.source"] == "digits"
+        assert config["searched"] == ["model.pretrained", "optimizer.lr"]
+        assert config["optimizer.lr"] == pytest.approx(t.params["optimizer.lr"])
+        assert r["summary"]["state"] == t.state.name
+
+    failed = runs["trial-2"][0]
+    assert "weights" in failed["summary"]["reason"] and failed["summary"]["reason"] == trials[2].user_attrs[
+        "fail_reason"]
+    assert failed["exit_code"] == 1
+    assert not [h for h in failed["history"] if "confusion_matrix_table/path" in h], "no epoch ran: no tables"
+    pruned = runs["trial-3"][0]
+    assert pruned["summary"]["reason"].startswith("pruned at epoch 1 by the median pruner: macro_f1")
+
+    for t in (trials[0], trials[1], trials[3]):
+        r, folder = runs[f"trial-{t.number}"]
+        metrics = json.loads((Path(t.user_attrs["output_dir"]) / "metrics.json").read_text())
+        classes = metrics["classes"]
+        # per-class F1 every epoch, as the run's metrics.json recorded it
+        epochs = [h for h in r["history"] if "epoch" in h]
+        assert [h["epoch"] for h in epochs] == [e["epoch"] for e in metrics["history"]]
+        for row, recorded in zip(epochs, metrics["history"]):
+            for c in classes:
+                f1 = recorded["per_class_f1"][c]
+                assert row.get(f"per_class_f1/{c}") == (None if f1 is None else pytest.approx(f1)), (row["epoch"], c)
+        # at the end: the best epoch's confusion matrix, with class names, and per-class F1
+        [end] = [h for h in r["history"] if "confusion_matrix_table/path" in h]
+        cm = _table(folder, end, "confusion_matrix_table")
+        assert cm["columns"] == ["Actual", "Predicted", "nPredictions"]
+        counts = {(a, p): n for a, p, n in cm["data"]}
+        assert counts == {(classes[i], classes[j]): n for i, row in enumerate(metrics["confusion_matrix"])
+                          for j, n in enumerate(row)}
+        f1_table = _table(folder, end, "per_class_f1_table")
+        assert f1_table["columns"] == ["class", "f1"]
+        assert {c: v for c, v in f1_table["data"]} == pytest.approx(metrics["per_class_f1"])
