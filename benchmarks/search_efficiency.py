@@ -1,10 +1,12 @@
 """Search efficiency: how fast each sampler and pruner finds a good configuration, counted in epochs trained.
 
-Every strategy runs the real service on one generated task: a study file per (strategy, seed), one in-process
-`search.workers._worker.work()` worker on its own SQLite store, real trials (test_resnet on CPU). The task is a noisy,
-low-contrast 12-class imagefolder at 16 px, where most of the optimizer / learning-rate space scores near chance
-and a small region scores well, so samplers and pruners have something to find. Training is seeded, so a
-configuration scores the same whenever it is drawn; runs differ only by the sampler's seed.
+Every strategy runs the real service on generated tasks (benchmarks/search_tasks.py: a noisy 12-class set, an
+18-class imbalanced person-grouped mask-like set, a multi-label set): a study file per (strategy, seed), one
+in-process `search.workers.work()` worker on its own SQLite store (or, with --workers 2, `search run --workers 2`:
+two worker processes sharing it), real trials (test_resnet on CPU). In each task most of the optimizer /
+learning-rate space scores near chance and a small region scores well, so samplers and pruners have something to
+find. Training is seeded, so a configuration scores the same whenever it is drawn; runs differ only by the
+sampler's seed (and, with several workers, by which worker finishes first).
 
 A trial's cost is the epochs it trained: the steps it reported (one per epoch; a pruned trial has fewer). Trials
 are taken in completion order. The best macro-F1 is that of the best COMPLETE trial, what `search best` exports;
@@ -23,6 +25,8 @@ settings on the unpruned runs this writes.
     python benchmarks/search_efficiency.py --set tpe+median.pruner.n_warmup_steps=3   # try another setting
     python benchmarks/search_efficiency.py --reuse --strategies random,tpe --variant w3=tpe+median \
         --set w3.pruner.n_warmup_steps=3              # a variant beside baselines already run (--reuse)
+    python benchmarks/search_efficiency.py --tasks noisy12,mask18,multilabel --workers 1,2 --trials 24 \
+        --epochs 10 --strategies random,tpe,tpe+median   # the suite: suite.md, a folder per task and worker count
     python benchmarks/search_efficiency.py --smoke              # seconds: checks that it runs
 """
 
@@ -48,10 +52,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "tests"))  # imagegen: the synthetic learnable classes the tests use
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from imagegen import class_image, save_image  # noqa: E402
 from search.study import startup_trials  # noqa: E402
+from search_tasks import TASKS, NoisyTask  # noqa: E402  (benchmarks/search_tasks.py)
 
 TRIALS = 24  # finished trials per run, by default
 TPE = {"name": "tpe", "n_startup_trials": "auto"}  # the study file gets the count: 8 at the default 24 trials
@@ -81,39 +85,15 @@ SPACE = {
 }
 
 
-class Task:
-    """The generated data set: ``classes`` classes of ``per_class`` images, each its class's colour and stripes
-    (tests/imagegen.py) at ``contrast`` around mid-grey under Gaussian noise of std ``noise``."""
-
-    def __init__(self, classes: int = 12, per_class: int = 40, size: int = 16, noise: float = 90.0,
-                 contrast: float = 0.3) -> None:
-        self.classes, self.per_class, self.size, self.noise, self.contrast = classes, per_class, size, noise, contrast
-
-    @property
-    def key(self) -> str:
-        return f"c{self.classes}-n{self.per_class}-s{self.size}-z{self.noise:g}-k{self.contrast:g}"
-
-    def build(self, cache: Path) -> Path:
-        root = cache / f"data-{self.key}"
-        done = root / ".complete"
-        if done.is_file():
-            return root
-        rng = np.random.default_rng(0)  # the task is the same for every strategy and seed
-        for k in range(self.classes):
-            for i in range(self.per_class):
-                img = class_image(k, self.size, rng, noise=0.0).astype(np.float32)
-                img = 128 + self.contrast * (img - 128) + rng.normal(0, self.noise, img.shape)
-                save_image(np.clip(img, 0, 255).astype(np.uint8), root / f"class_{k:02d}" / f"{i:03d}.png")
-        done.write_text("")
-        return root
+Task = NoisyTask  # the first task of the suite (benchmarks/search_tasks.py)
 
 
-def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, epochs: int, data: Path,
-               cache: Path) -> dict:
+def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, epochs: int, data: dict,
+               cache: Path, extra_training: dict | None = None) -> dict:
+    """``data``: the task's data section (benchmarks/search_tasks.py); ``extra_training``: its other sections."""
     training = {
         "seed": 0,  # the same init and batch order for every trial: a configuration's score is a function of it
-        "data": {"source": "imagefolder", "root": str(data), "image_size": 16, "val_fraction": 0.4,
-                 "cache_dir": str(cache / "decoded")},
+        "data": {**data, "cache_dir": str(cache / "decoded")},
         "model": {"name": "test_resnet", "dropout": 0.0},
         "loss": {"name": "ce", "label_smoothing": 0.0},
         "optimizer": {"name": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-4},
@@ -121,6 +101,8 @@ def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, e
         # no patience: the only epochs a trial skips are those its pruner saves
         "train": {"epochs": epochs, "batch_size": 32, "device": "cpu", "num_threads": 1, "precision": "fp32"},
     }
+    for key, section in (extra_training or {}).items():
+        training[key] = {**training.get(key, {}), **section}
     return {
         "name": name,
         "n_trials": trials,
@@ -136,9 +118,10 @@ def study_dict(name: str, sampler: dict, pruner: dict, seed: int, trials: int, e
     }
 
 
-def run_strategy(name: str, study: dict, work_dir: Path) -> dict:
-    """One fresh study through a real worker, on its own SQLite store; returns its finished trials in completion
-    order (a failed worker's traceback ends the benchmark: every run must be the service's own)."""
+def run_strategy(name: str, study: dict, work_dir: Path, workers: int = 1) -> dict:
+    """One fresh study through a real worker (``workers`` > 1: `search run --workers K`, each a process of its own
+    on one CPU thread), on its own SQLite store; returns its finished trials in completion order (a failed
+    worker's traceback ends the benchmark: every run must be the service's own)."""
     import optuna
     from optuna import load_study
     from optuna.trial import TrialState
@@ -154,9 +137,19 @@ def run_strategy(name: str, study: dict, work_dir: Path) -> dict:
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     url = f"sqlite:///{run_dir / 'store.db'}"
     t0 = time.perf_counter()
-    with open(run_dir / "worker.log", "w") as log, contextlib.redirect_stdout(log):
-        work(load_study_file(str(path)), url, n_trials=study["n_trials"], output_root=run_dir / "runs",
-             use_wandb=False, worker_index=0)
+    with open(run_dir / "worker.log", "w") as log:
+        if workers == 1:
+            with contextlib.redirect_stdout(log):
+                work(load_study_file(str(path)), url, n_trials=study["n_trials"], output_root=run_dir / "runs",
+                     use_wandb=False, worker_index=0)
+        else:
+            import os
+            import subprocess
+
+            subprocess.run([sys.executable, "-m", "search", "run", "--study", str(path), "--storage", url,
+                            "--n-trials", str(study["n_trials"]), "--workers", str(workers), "--no-wandb",
+                            "--output", str(run_dir / "runs"), "--plain"], stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, "SEARCH_NUM_THREADS": "1"}, check=True)
     wall = time.perf_counter() - t0
     storage = open_storage(url)
     done = [t for t in load_study(study_name=study["name"], storage=storage).get_trials(deepcopy=False)
@@ -398,8 +391,12 @@ def _said(name: str, seed: int, run: dict, note: str) -> None:
     print(f"  {name} seed {seed}: {total_epochs(run)} epochs, final best {final_best(run):.4f} ({note})", flush=True)
 
 
-def main() -> None:
+def _arguments() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="noisy12", help=f"the suite's tasks to run, from: {', '.join(TASKS)} "
+                    "(benchmarks/search_tasks.py); several: one results folder each under --out and suite.md")
+    ap.add_argument("--workers", default="1", help="workers per run, e.g. 1 or 2 or 1,2: with 2, two processes "
+                    "share the run's store (`search run --workers 2`), one CPU thread each")
     ap.add_argument("--seeds", type=int, default=5, help="sampler seeds: N of them, from --first-seed on")
     ap.add_argument("--first-seed", type=int, default=0, help="another set of seeds than the one settings were "
                     "tuned on, to check them on runs they were not chosen by")
@@ -411,8 +408,8 @@ def main() -> None:
                     "(NAME may be a glob: 'tpe*.sampler.n_startup_trials=5')")
     ap.add_argument("--variant", action="append", default=[], metavar="NEW=BASE",
                     help="add strategy NEW as a copy of BASE (then --set NEW.pruner.KEY=VALUE), run beside it")
-    ap.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process on one CPU thread "
-                    "(on 2 cores, 2 halves the wall time; the epochs and scores do not change)")
+    ap.add_argument("--jobs", type=int, default=2, help="CPU cores to fill: runs at once times their workers, "
+                    "each process on one CPU thread (on 2 cores, 2 halves the wall time of 1-worker runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "search-efficiency")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "imgsearch-search-efficiency",
                     help="the generated images and their decode cache")
@@ -420,15 +417,14 @@ def main() -> None:
                     "file would be identical (to tune one strategy against baselines already run)")
     ap.add_argument("--smoke", action="store_true", help=f"tiny: {', '.join(SMOKE_STRATEGIES)}, 1 seed, 4 trials "
                     "of 2 epochs, 6 classes, pruning from the first epoch")
-    args = ap.parse_args()
+    return ap
 
-    task, sets = Task(), args.set
+
+def _strategies(args, ap) -> dict:
+    sets = SMOKE_SETS + args.set if args.smoke else args.set
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
-    if args.smoke:
-        task, sets = Task(**SMOKE_TASK), SMOKE_SETS + sets
-        args.seeds, args.trials, args.epochs = 1, 4, 2
-        if args.strategies == ap.get_default("strategies"):
-            names = SMOKE_STRATEGIES
+    if args.smoke and args.strategies == ap.get_default("strategies"):
+        names = list(SMOKE_STRATEGIES)
     strategies = dict(STRATEGIES)
     for item in args.variant:
         new, _, base = item.partition("=")
@@ -440,30 +436,35 @@ def main() -> None:
     unknown = [n for n in names if n not in strategies]
     if unknown:
         raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; known: {', '.join(strategies)}")
-    chosen = {n: strategies[n] for n in names}
+    return {n: strategies[n] for n in names}
 
-    data = task.build(args.cache)
-    kept = args.out / "runs"
+
+def run_task(task, workers: int, chosen: dict, args, out: Path) -> dict:
+    """Every chosen strategy x seed on ``task`` with ``workers`` workers per run; writes results.md, results.json
+    and search_efficiency.png to ``out``; returns the summary and the target checks."""
+    data, extra = task.build(args.cache), task.training()
+    kept = out / "runs"
     kept.mkdir(parents=True, exist_ok=True)
-    print(f"task {task.key} at {data}; {len(names)} strategies x {args.seeds} seeds x {args.trials} trials x "
-          f"{args.epochs} epochs", flush=True)
-    runs: dict[str, dict[int, dict]] = {n: {} for n in names}
+    print(f"task {task.key}, {workers} worker(s) per run: {len(chosen)} strategies x {args.seeds} seeds x "
+          f"{args.trials} trials x {args.epochs} epochs", flush=True)
+    runs: dict[str, dict[int, dict]] = {n: {} for n in chosen}
     pending = {}
-    # each run in a process of its own (one CPU thread each: train.num_threads 1), --jobs at a time
+    # each run in a process of its own (one CPU thread each: train.num_threads 1), --jobs cores at a time
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as work_dir, \
-            ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            ProcessPoolExecutor(max_workers=max(1, args.jobs // workers),
+                                mp_context=multiprocessing.get_context("spawn")) as pool:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, (sampler, pruner) in chosen.items():
                 # the name is part of the result: HyperbandPruner puts a trial in a bracket by a hash of the study
                 # name and trial number, so the same strategy under another name prunes other trials
                 study = study_dict(f"eff-{name.replace('+', '-')}-s{seed}", sampler, pruner, seed, args.trials,
-                                   args.epochs, data, args.cache)
-                record = kept / f"{run_key(name, study)}.json"
+                                   args.epochs, data, args.cache, extra)
+                record = kept / f"{run_key(name, study)}{'' if workers == 1 else f'-w{workers}'}.json"
                 if args.reuse and record.is_file():
                     runs[name][seed] = json.loads(record.read_text())
                     _said(name, seed, runs[name][seed], "reused")
                 else:
-                    pending[pool.submit(run_strategy, name, study, Path(work_dir))] = (name, seed, record)
+                    pending[pool.submit(run_strategy, name, study, Path(work_dir), workers)] = (name, seed, record)
         for done in as_completed(pending):
             name, seed, record = pending[done]
             try:
@@ -474,18 +475,61 @@ def main() -> None:
             record.write_text(json.dumps(run, indent=1, default=str))
             _said(name, seed, run, f"{run['wall_s']:.0f}s")
     runs = {n: dict(sorted(by_seed.items())) for n, by_seed in runs.items()}  # seed order, not completion order
-
     summary = summarize(runs, chosen, args.trials, args.epochs)
     checks = targets(summary, runs)
     settings = "\n".join(f"- {n}: sampler {json.dumps(s)}, pruner {json.dumps(p)}" for n, (s, p) in chosen.items())
     text = markdown(summary, checks, args.trials, args.epochs) + "\n\n" + settings
     print(text)
-    (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(
-        {"task": task.key, "seeds": args.seeds, "trials": args.trials, "epochs": args.epochs, "strategies": chosen,
-         "summary": summary, "targets": checks, "runs": runs}, indent=1))
-    plot(runs, args.trials, args.epochs, args.out / "search_efficiency.png")
-    print(f"wrote {args.out / 'results.md'}, results.json, search_efficiency.png", flush=True)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(
+        {"task": task.key, "workers": workers, "seeds": args.seeds, "trials": args.trials, "epochs": args.epochs,
+         "strategies": chosen, "summary": summary, "targets": checks, "runs": runs}, indent=1))
+    plot(runs, args.trials, args.epochs, out / "search_efficiency.png")
+    print(f"wrote {out / 'results.md'}, results.json, search_efficiency.png", flush=True)
+    return {"summary": summary, "targets": checks}
+
+
+def suite_markdown(results: dict[tuple[str, int], dict], trials: int, epochs: int) -> str:
+    """One row per task and worker count: the two targets, and the final bests of random, tpe and the default."""
+    lines = [f"{trials} trials x {epochs} epochs; medians over seeds", "",
+             "| task | workers | (a) default reaches random's best in | (b) default's epochs vs tpe's, final best "
+             "vs tpe | final best: random / tpe / default |", "|---|---|---|---|---|"]
+    for (task, workers), r in results.items():
+        checks = {c["target"][:3]: c for c in r["targets"]}
+        a, b = checks.get("(a)"), checks.get("(b)")
+        a_text = "-" if a is None else ("not reached" if a["measured"] is None else
+                                        f"{100 * a['measured']:.0f}% of random's epochs") + \
+            ("" if a is None else f" {'PASS' if a['pass'] else 'FAIL'}")
+        b_text = "-" if b is None else (f"{100 * b['measured'][0]:.0f}%, {b['measured'][1]:+.4f} "
+                                        f"{'PASS' if b['pass'] else 'FAIL'}")
+        finals = " / ".join(_f(r["summary"]["rows"].get(n, {}).get("final")) for n in ("random", "tpe", "tpe+median"))
+        lines.append(f"| {task} | {workers} | {a_text} | {b_text} | {finals} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = _arguments()
+    args = ap.parse_args()
+    chosen = _strategies(args, ap)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise SystemExit(f"--tasks: unknown {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if args.smoke:
+        args.seeds, args.trials, args.epochs = 1, 4, 2
+    single = len(tasks) == 1 and len(workers) == 1
+    results = {}
+    for name in tasks:
+        task = Task(**SMOKE_TASK) if args.smoke and name == "noisy12" else TASKS[name]
+        for w in workers:
+            out = args.out if single else args.out / f"{name}-w{w}"
+            results[(name, w)] = run_task(task, w, chosen, args, out)
+    if not single:
+        text = suite_markdown(results, args.trials, args.epochs)
+        print(text)
+        (args.out / "suite.md").write_text(text + "\n")
+        print(f"wrote {args.out / 'suite.md'}", flush=True)
 
 
 if __name__ == "__main__":
