@@ -82,5 +82,6 @@ def test_the_benchmarked_default_strategy_is_what_a_study_without_sampler_or_pru
     sampler, pruner = bench.STRATEGIES["tpe+median"]
     assert Median.model_validate(pruner) == Median()
     assert sampler == {"name": "tpe", "n_startup_trials": Tpe().n_startup_trials}
-    study = bench.study_dict("s", sampler, pruner, 0, bench.TRIALS, 20, Path("data"), Path("cache"))
+    study = bench.study_dict("s", sampler, pruner, 0, bench.TRIALS, 20, {"source": "imagefolder", "root": "data"},
+                             Path("cache"))
     assert study["sampler"]["n_startup_trials"] == startup_trials("auto", bench.TRIALS) == 8
