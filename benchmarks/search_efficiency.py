@@ -146,10 +146,13 @@ def run_strategy(name: str, study: dict, work_dir: Path, workers: int = 1) -> di
             import os
             import subprocess
 
-            subprocess.run([sys.executable, "-m", "search", "run", "--study", str(path), "--storage", url,
-                            "--n-trials", str(study["n_trials"]), "--workers", str(workers), "--no-wandb",
-                            "--output", str(run_dir / "runs"), "--plain"], stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, "SEARCH_NUM_THREADS": "1"}, check=True)
+            r = subprocess.run([sys.executable, "-m", "search", "run", "--study", str(path), "--storage", url,
+                                "--n-trials", str(study["n_trials"]), "--workers", str(workers), "--no-wandb",
+                                "--output", str(run_dir / "runs"), "--plain"], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "SEARCH_NUM_THREADS": "1"})
+    if workers > 1 and r.returncode != 0:  # the run's own words, before its temporary folder goes
+        tail = (run_dir / "worker.log").read_text().splitlines()[-15:]
+        raise RuntimeError(f"search run --workers {workers} exited {r.returncode}:\n" + "\n".join(tail))
     wall = time.perf_counter() - t0
     storage = open_storage(url)
     done = [t for t in load_study(study_name=study["name"], storage=storage).get_trials(deepcopy=False)

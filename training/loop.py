@@ -31,7 +31,7 @@ from .files import atomic_path, write_atomic
 from .losses import check_loss_fits
 from .metrics import classification_metrics
 from .parts import Parts, build_parts
-from .run_folder import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SPLIT_FILE
+from .run_folder import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SPLIT_FILE, save_predictions
 from .runtime import Runtime, resolve_runtime, seed_everything
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "Callback", "NonFinite"]
@@ -199,11 +199,14 @@ def _train(cfg: RunConfig, parts: Parts, data, rt: Runtime, out: Path, callback:
     result = None
     for epoch in range(run.start + 1, last_epoch + 1):
         m = _epoch(cfg, parts, data, rt, epoch)
+        probabilities, targets = m.pop("probabilities", None), m.pop("targets", None)
         run.history.append({k: v for k, v in m.items() if k != "confusion_matrix"})
         if run.best is None or m["macro_f1"] is None or m["macro_f1"] > run.best["macro_f1"]:  # no val: the latest
             run.best = m
             with atomic_path(out / BEST_CHECKPOINT) as tmp:  # a run killed mid-save keeps its previous best.pt
                 torch.save(parts.model.state_dict(), tmp)
+            if probabilities is not None:  # the best epoch's val predictions: its mistakes, a label audit
+                save_predictions(out, probabilities, targets)
         run.stopped = bool(cfg.train.patience) and epoch - run.best["epoch"] >= cfg.train.patience
         result = {**_result(run.best, run.history, out, data), "resumed_at_epoch": run.start}
         write_atomic(out / METRICS_FILE, json.dumps(result, indent=1))
@@ -256,7 +259,14 @@ def _validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold
         return dict.fromkeys(("macro_f1", "accuracy", "per_class_f1", "confusion_matrix", "val_loss"))
     scores, targets, val_loss = evaluate(model, data.val, loss_fn, rt)
     s = data.samples
-    return {**classification_metrics(scores, targets, s.classes, s.multilabel, threshold), "val_loss": val_loss}
+    probabilities = 1 / (1 + np.exp(-scores)) if s.multilabel else _softmax(scores)
+    return {**classification_metrics(scores, targets, s.classes, s.multilabel, threshold), "val_loss": val_loss,
+            "probabilities": probabilities.astype(np.float32), "targets": targets}
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _result(best: dict, history: list[dict], out: Path, data) -> dict:

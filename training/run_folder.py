@@ -1,8 +1,9 @@
 """Run folders, as ``fit`` writes them: where a new one goes, and the one reader of what they hold.
 
 A run folder holds config.yaml (the resolved config), split.json (the train/val file lists), metrics.json (the best
-epoch's metrics and the per-epoch history), best.pt (the best epoch's weights) and last.pt (the checkpoint a
-retried trial resumes from). ``--seeds`` and cross-validation write one run per seed or fold under a parent
+epoch's metrics and the per-epoch history), val_predictions.npz (the best epoch's class probabilities for each
+val image, in split.json's val order), best.pt (the best epoch's weights) and last.pt (the checkpoint a retried
+trial resumes from). ``--seeds`` and cross-validation write one run per seed or fold under a parent
 (``seed-N``, ``fold-i``); a cv trial's folder is such a parent. A folder *holds a finished run* once some run in
 it has written its metrics.json (after its first epoch). Default folders are new ones, and an explicit one that
 holds a finished run is only replaced when asked (``output_folder``).
@@ -17,19 +18,23 @@ import contextlib
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ConfigError
 
 __all__ = ["CONFIG_FILE", "SPLIT_FILE", "METRICS_FILE", "BEST_CHECKPOINT", "LAST_CHECKPOINT", "RUN_FILES",
            "finished_run_in", "new_run_folder", "output_folder", "clear_run", "RunMetrics", "model_folders",
-           "read_metrics", "read_runs", "summed_confusion", "mean_per_class_f1", "best_epoch_result"]
+           "read_metrics", "read_runs", "summed_confusion", "mean_per_class_f1", "best_epoch_result",
+           "PREDICTIONS_FILE", "ValPredictions", "save_predictions", "read_predictions"]
 
 CONFIG_FILE, SPLIT_FILE, METRICS_FILE = "config.yaml", "split.json", "metrics.json"
-BEST_CHECKPOINT, LAST_CHECKPOINT = "best.pt", "last.pt"
-RUN_FILES = (CONFIG_FILE, SPLIT_FILE, METRICS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT)
+BEST_CHECKPOINT, LAST_CHECKPOINT, PREDICTIONS_FILE = "best.pt", "last.pt", "val_predictions.npz"
+RUN_FILES = (CONFIG_FILE, SPLIT_FILE, METRICS_FILE, PREDICTIONS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT)
 _PARTS = ("fold-*", "seed-*")  # the runs a parent folder holds (search cv, search train --seeds)
 
 
@@ -63,11 +68,11 @@ def new_run_folder(root: Path, stem: str) -> Path:
 
 @contextlib.contextmanager
 def output_folder(explicit: Path | None, default_root: Path, stem: str, overwrite: bool,
-                  option: str = "--output") -> Iterator[Path]:
-    """The folder a command writes its run(s) to: ``explicit``, refused when it holds a finished run (unless
-    ``overwrite``, which clears the earlier run's files first), else a new folder under ``default_root``. A new
-    folder (and the parents made for it) still empty when the block fails is removed: a mistake leaves nothing
-    behind."""
+                  option: str = "--output", outputs: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The folder a command writes its run(s) to: ``explicit``, refused when it holds a finished run or one of
+    the command's own ``outputs`` (glob patterns: an earlier audit's or explain's files) unless ``overwrite``,
+    which clears them first, else a new folder under ``default_root``. A new folder (and the parents made for
+    it) still empty when the block fails is removed: a mistake leaves nothing behind."""
     base = explicit if explicit is not None else default_root
     made = [p for p in (base, *base.parents) if not p.exists()]  # what a failure must take away again
     if explicit is None:
@@ -77,12 +82,12 @@ def output_folder(explicit: Path | None, default_root: Path, stem: str, overwrit
         folder = explicit
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{option} {folder} is a file; give a folder for the run")
-        found = finished_run_in(folder)
+        found = finished_run_in(folder) or _first_output(folder, outputs)
         if found is not None and not overwrite:
             raise ConfigError(f"{option} {folder} already holds a finished run ({found}); give another {option}, "
                               "leave it out for a new folder, or add --overwrite to replace that run")
         if found is not None:
-            clear_run(folder)
+            clear_run(folder, outputs)
     try:
         yield folder
     except BaseException:
@@ -93,14 +98,23 @@ def output_folder(explicit: Path | None, default_root: Path, stem: str, overwrit
         raise
 
 
-def clear_run(folder: Path) -> None:
-    """Remove a run's own files and its fold/seed runs from ``folder`` (nothing else a user keeps there)."""
+def _first_output(folder: Path, outputs: tuple[str, ...]) -> Path | None:
+    if not folder.is_dir():
+        return None
+    return next((p for pattern in outputs for p in sorted(folder.glob(pattern))), None)
+
+
+def clear_run(folder: Path, outputs: tuple[str, ...] = ()) -> None:
+    """Remove a run's own files and its fold/seed runs from ``folder``, and what matches ``outputs`` (nothing
+    else a user keeps there)."""
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
-    for pattern in _PARTS:
+    for pattern in (*_PARTS, *outputs):
         for part in folder.glob(pattern):
             if part.is_dir():
                 shutil.rmtree(part)
+            elif pattern in outputs:
+                part.unlink()
 
 
 # ---------------------------------------------------------------- reading what a run folder holds
@@ -183,3 +197,40 @@ def best_epoch_result(output_dir: str | Path | None) -> dict | None:
 
 def _add(a, b):
     return [_add(x, y) for x, y in zip(a, b)] if isinstance(a, list) else a + b
+
+
+# ---------------------------------------------------------------- the best epoch's val predictions
+
+@dataclass(frozen=True)
+class ValPredictions:
+    """The best epoch's class probabilities for each val image of one run: ``names`` as split.json names them,
+    ``targets`` the labels it trained with (a class index, or 0/1 per label for multi-label)."""
+    names: list[str]
+    probabilities: np.ndarray     # [N, C] float32
+    targets: np.ndarray           # [N] int64, or [N, C] 0/1
+    classes: list[str]
+    multilabel: bool
+
+
+def save_predictions(folder: Path, probabilities: np.ndarray, targets: np.ndarray) -> None:
+    """Atomically (a reader sees the previous best epoch's, or this one's): ``np.savez`` to a temporary file
+    beside it, then a rename."""
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz", delete=False) as fh:
+        np.savez(fh, probabilities=probabilities.astype(np.float32), targets=targets)
+    Path(fh.name).replace(folder / PREDICTIONS_FILE)
+
+
+def read_predictions(folder: str | Path) -> ValPredictions | None:
+    """A run's val predictions with the names of its val images; None for a run without them (no epoch yet, a
+    full-data run, a run from before they were kept)."""
+    folder = Path(folder)
+    if not (folder / PREDICTIONS_FILE).is_file():
+        return None
+    with np.load(folder / PREDICTIONS_FILE) as saved:
+        probabilities, targets = saved["probabilities"], saved["targets"]
+    names = json.loads((folder / SPLIT_FILE).read_text())["val"]
+    metrics = read_metrics(folder)
+    if len(names) != len(probabilities):
+        raise ValueError(f"{folder / PREDICTIONS_FILE}: {len(probabilities)} predictions for {len(names)} val images "
+                         f"in {SPLIT_FILE}; the folder mixes two runs: retrain it")
+    return ValPredictions(names, probabilities, targets, list(metrics["classes"]), bool(metrics["multilabel"]))

@@ -129,6 +129,22 @@ def _open(study: str, storage: Optional[str]):
                            f"it holds: {', '.join(names) or 'no studies'}") from None
 
 
+def best_run_folder(study: str, storage: Optional[str]) -> Path:
+    """The run folder of a study's best completed trial (a cross-validated trial's first fold, said so)."""
+    from search.results import best_trial
+    from training.run_folder import model_folders
+
+    trial = best_trial(_open(study, storage))
+    folder = trial.user_attrs.get("output_dir")
+    if not folder or not Path(folder).is_dir():
+        raise SearchError(f"the best trial ({trial.number}) of study '{study}' has no run folder on this machine "
+                          f"({folder or 'none recorded'}); run the command where the runs are, or pass --run DIR")
+    runs = model_folders(Path(folder))
+    if len(runs) > 1:
+        print(f"trial {trial.number} is cross-validated: explaining its {runs[0].name} (pass --run for another)")
+    return runs[0]
+
+
 def status(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Trials by state, the budget, the best trial, and a table of the trials."""

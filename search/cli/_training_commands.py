@@ -15,6 +15,7 @@ from search.cli._app import (
     OutOpt,
     OverwriteOpt,
     PlainOpt,
+    StorageOpt,
     Tta,
     TtaOpt,
     Vote,
@@ -98,6 +99,72 @@ def cv(config: Path = typer.Option(..., "--config", help="training config or stu
         lines = progress_printer(cfg.train.epochs, as_json, folds)
         results = cross_validate(cfg, out, folds, epoch_callback=lines, fold_callback=lines.fold_done)
         print_runs(dict(enumerate(results)), "fold", as_json)
+
+
+def audit(config: Optional[Path] = typer.Option(None, "--config", help="training config or study file (defaults)"),
+          folds: Optional[int] = typer.Option(None, "--folds", help="k: out-of-fold probabilities from k stratified, "
+                                              "grouped folds (5 is usual)"),
+          from_cv: Optional[Path] = typer.Option(None, "--from-cv", help="reuse a `search cv` output (or a cv trial's "
+                                                 "folder) instead of training"),
+          output: Optional[Path] = typer.Option(None, "--out", help="where label_issues.csv/.png go (default: a new "
+                                                "runs/audit/CONFIG-N)"),
+          overwrite: bool = OverwriteOpt) -> None:
+    """Find labels that look wrong: out-of-fold probabilities for every image, then cleanlab's confident learning."""
+    from search.cli._printing import progress_printer, read_run_config
+    from training.audit import OUTPUTS, audit as audit_labels, cv_folder_of
+    from training.config import load_config
+    from training.mistakes import MAX_SHOWN
+    from training.run_folder import CONFIG_FILE, model_folders, output_folder
+
+    if from_cv is None and (config is None or folds is None):
+        raise typer.BadParameter("give --config and --folds K (the audit cross-validates the config), or --from-cv "
+                                 "DIR to reuse a cross-validation", param_hint="--from-cv")
+    if from_cv is not None and (config is not None or folds is not None):
+        raise typer.BadParameter("--from-cv reuses a cross-validation as it was trained: its folds and config come "
+                                 "with it; leave out --config and --folds", param_hint="--from-cv")
+    if from_cv is not None and not from_cv.is_dir():
+        raise ConfigError(f"--from-cv {from_cv}: no such folder; pass a `search cv` output (fold-i folders)")
+    if from_cv is not None:
+        from_cv = cv_folder_of(from_cv)
+    cfg = read_run_config(config) if config is not None else load_config(model_folders(from_cv)[0] / CONFIG_FILE)
+    stem = config.stem if config is not None else (from_cv.parent if from_cv.name == "folds" else from_cv).name
+    with output_folder(output, Path("runs") / "audit", stem, overwrite, option="--out", outputs=OUTPUTS) as out:
+        lines = progress_printer(cfg.train.epochs, False, folds) if from_cv is None else None
+        r = audit_labels(cfg, out, folds, from_cv, epoch_callback=lines,
+                         fold_callback=lines.fold_done if lines else None)
+    print(f"{len(r.issues)} of {r.n_images} images look mislabeled; the most suspect first in {r.csv}"
+          + (f", the top {min(len(r.issues), MAX_SHOWN)} shown in {r.sheet}" if r.sheet else ""))
+    for line in r.people:
+        print(line)
+    if r.issues:
+        print("next: look at the sheet, then put the paths to drop in data.exclude or the fixes in data.relabel "
+              "(an edited copy of label_issues.csv works for either), and search again")
+
+
+def explain(run: Optional[Path] = typer.Option(None, "--run", help="a finished run folder (config.yaml, best.pt)"),
+            study: Optional[str] = typer.Option(None, "--study", help="explain this study's best trial instead"),
+            storage: Optional[str] = StorageOpt,
+            images: Optional[Path] = typer.Option(None, "--images", help="images to explain (as `search predict` "
+                                                  "takes them); default: the run's val mistakes"),
+            output: Optional[Path] = typer.Option(None, "--out", help="where the PNGs go (default: a new "
+                                                  "runs/explain/RUN-N)"),
+            method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++, eigencam, hirescam, xgradcam, "
+                                       "layercam or scorecam"),
+            n: int = typer.Option(32, "--n", callback=within(1, 1024, " (images)"), help="at most this many images"),
+            overwrite: bool = OverwriteOpt) -> None:
+    """What a run looked at: class-activation maps (Grad-CAM and kin) of its mistakes or of any images."""
+    from search.cli._study_commands import best_run_folder
+    from training.inference.explain import OUTPUTS, explain as explain_images
+    from training.run_folder import output_folder
+
+    if (run is None) == (study is None):
+        raise typer.BadParameter("give one of --run DIR or --study NAME", param_hint="--run")
+    folder = run if run is not None else best_run_folder(study, storage)
+    with output_folder(output, Path("runs") / "explain", folder.name, overwrite, option="--out",
+                       outputs=OUTPUTS) as out:
+        done = explain_images(folder, out, images, method, n)
+    what = "val mistakes" if images is None else "images"
+    print(f"wrote {len(done)} {method} maps of {folder}'s {what} to {out} (the sheet: {out / 'explain.png'})")
 
 
 def predict(run: list[Path] = typer.Option(..., "--run", help="a run folder (config.yaml, best.pt); repeat it to "

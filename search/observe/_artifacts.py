@@ -1,7 +1,8 @@
 """A finished trial's results in Optuna's artifact store, and the best checkpoints of the study's top k.
 
 Every COMPLETE or PRUNED trial, and a FAIL that left a metrics.json, gets its confusion matrix, per-class F1 and
-learning curves as PNGs, and its metrics.json. The study's ``artifacts.keep_top_k`` best completed trials also
+learning curves as PNGs, errors.png (the best epoch's most confident val mistakes: training/mistakes.py), and its
+metrics.json. The study's ``artifacts.keep_top_k`` best completed trials also
 keep their best.pt; a checkpoint that drops out of the top k is removed from the store, so a long study holds k
 checkpoints, not one per trial.
 
@@ -36,6 +37,7 @@ from search.ranking import completed, ranked
 from search.store import EndHook, Lease, study_lock
 from search.study import ArtifactsConfig
 from training.errors import one_line
+from training.mistakes import errors_png
 from training.run_folder import METRICS_FILE, RunMetrics, mean_per_class_f1, read_runs, summed_confusion
 
 __all__ = ["TrialArtifacts", "for_study", "open_store", "store_location", "served_location", "LOCATION_ATTR",
@@ -117,8 +119,21 @@ class TrialArtifacts(EndHook):
         with tempfile.TemporaryDirectory(prefix="artifacts-") as tmp:
             for path in _result_files(runs, Path(tmp), title):
                 self._put(lease, path)
+            errors = self._errors_png(lease, output_dir, Path(tmp), title)
+            if errors is not None:
+                self._put(lease, errors)
             if state == TrialState.COMPLETE and self._may_rank(study, lease.number, value):
                 self._keep_checkpoints(lease, runs, Path(tmp))
+
+    @staticmethod
+    def _errors_png(lease: Lease, output_dir: str, tmp: Path, title: str) -> Path | None:
+        """Its val mistakes as images; a sheet that cannot be drawn is a warning, and the checkpoints are still
+        kept."""
+        try:
+            return errors_png(output_dir, tmp / "errors.png", title)
+        except Exception as e:
+            log.warning("trial %d: errors.png not drawn: %s", lease.number, one_line(e, with_last=True))
+            return None
 
     def _put(self, lease: Lease, path: Path) -> str:
         return lease.store(lambda: upload_artifact(artifact_store=self.store, file_path=str(path),

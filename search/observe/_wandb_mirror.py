@@ -13,6 +13,7 @@ from typing import Any
 
 from search.store import EndHook, Lease, redact
 from training.errors import one_line
+from training.mistakes import MAX_SHOWN, mistakes, run_images
 from training.run_folder import best_epoch_result
 
 __all__ = ["TrialMirror", "wandb_mode", "run_config", "per_class_metrics"]
@@ -145,4 +146,11 @@ class TrialMirror(EndHook):
             tables["confusion_matrix"] = wandb.plot.confusion_matrix(
                 y_true=[i for i, _ in pairs], preds=[j for _, j in pairs], class_names=classes,
                 title=f"{self.run.name}: validation, {where}")
+        try:  # the best epoch's most confident val mistakes, captioned as errors.png is; the tables go anyway
+            shown = mistakes(self.output_dir, MAX_SHOWN)
+            if shown:
+                tables["errors"] = [wandb.Image(image, caption=m.caption.replace("\n", " | "))
+                                    for image, m in zip(run_images(self.output_dir, [m.name for m in shown]), shown)]
+        except Exception as e:
+            log.warning("W&B errors images left out: %s", one_line(e))
         self.run.log(tables, step=self._step)

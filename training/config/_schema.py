@@ -48,6 +48,10 @@ class _DataBase(StrictModel):
     folds: int | None = Field(None, ge=2, le=100, description="k-fold: validate on fold `fold` of this many "
                               "(stratified, grouped where groups exist) instead of a val_fraction split")
     fold: int = Field(0, ge=0, description="with folds: the fold held out for validation, 0..folds-1")
+    exclude: Path | None = Field(None, description="images to leave out: a list of paths, or a CSV with a 'path' "
+                                 "column (an edited label_issues.csv of search audit)")
+    relabel: Path | None = Field(None, description="labels to fix: a CSV with 'path' and 'label' columns (or "
+                                 "label_issues.csv's 'suggested')")
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -38,7 +38,7 @@ class Prepared:
     def split_record(self) -> dict:
         names = self.samples.names
         return {"train": [names[i] for i in self.train_index], "val": [names[i] for i in self.val_index],
-                "skipped": self.skipped}
+                "skipped": self.skipped, **self.samples.meta.get("curated", {})}
 
 
 def _sample_weights(samples: Samples, index: np.ndarray) -> np.ndarray:

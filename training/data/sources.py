@@ -11,6 +11,7 @@ import numpy as np
 from ..config import CsvData, DigitsData, ImageFolderData, MaskData
 from ..errors import DataError
 from ..registry import Registry
+from .curate import curate
 from .images import IMAGE_EXTENSIONS, read_rgb
 from .samples import Samples, fingerprint_files
 
@@ -20,7 +21,8 @@ SOURCES: Registry = Registry("data source")
 
 
 def load_samples(cfg) -> Samples:
-    return SOURCES.get(cfg.source)(cfg)
+    """The data set ``cfg`` names, as the user curated it (data.exclude, data.relabel: training/data/curate.py)."""
+    return curate(SOURCES.get(cfg.source)(cfg), cfg.exclude, cfg.relabel)
 
 
 def _file_samples(paths: list[str], targets: np.ndarray, classes: list[str], extra: str,

@@ -24,7 +24,9 @@ from search.observe.report._best_trial import BestRun, read_best_run
 from search.observe.report._findings import STUDY_FIGURES, Caption, Finding
 from search.observe.report._view import LeftOut, StudyView, device_kind, hour_unit
 from search.ranking import METRIC, best_or_none
+from training.errors import one_line
 from training.files import atomic_path, write_atomic
+from training.mistakes import errors_png
 
 __all__ = ["Report", "Section", "write_report"]
 
@@ -109,6 +111,9 @@ def _best_sections(best: BestRun, out: Path) -> list[Section]:
                  "epoch" + (f"; its {best.folds} folds summed, so every image counts once" if best.folds else ""))
     curves = Section("Best trial: learning curves", f"trial {n}: train and val loss and {METRIC} per epoch"
                      + (", one chart per fold" if best.folds else ""))
+    errors = Section("Best trial: its most confident mistakes", f"trial {n}: the val images its best epoch got "
+                     "wrong, the most confident first, each captioned true → predicted (probability) and its file"
+                     + ("; all folds" if best.folds else ""))
     with plt.style.context("default"):  # search/observe/_charts.py's figures read the style when they are made
         if best.per_class_f1:
             f1.images.append(_png(per_class_f1_png, out / "best_per_class_f1.png", best.per_class_f1,
@@ -125,7 +130,30 @@ def _best_sections(best: BestRun, out: Path) -> list[Section]:
                                       history, title=f"trial {n} {label}".strip()))
         if not best.histories:
             curves.left_out = best.unread or "its run folder holds no per-epoch history"
-    return [f1, cm, curves]
+        _errors_section(errors, best, out)
+    return [f1, cm, curves, errors]
+
+
+def _errors_section(errors: Section, best: BestRun, out: Path) -> None:
+    """The best trial's errors sheet; one that cannot be drawn (its images moved, say) is said, not fatal."""
+    folder = best.trial.user_attrs.get("output_dir")
+    if not folder or best.unread:
+        errors.left_out = best.unread or "the trial records no run folder"
+        return
+    try:
+        with atomic_path(out / "best_errors.png") as tmp:
+            sheet = errors_png(folder, tmp, f"trial {best.trial.number}")
+            if sheet is None:
+                raise _NoMistakes
+        errors.images.append("best_errors.png")
+    except _NoMistakes:
+        errors.left_out = "its run folder holds no val mistakes (none were made, or the run predates kept predictions)"
+    except Exception as e:  # its data set moved or is read from another working directory
+        errors.left_out = f"its mistakes could not be shown: {one_line(e)}"
+
+
+class _NoMistakes(Exception):
+    pass
 
 
 def _png(draw: Callable[..., Path], path: Path, *args, **kwargs) -> str:

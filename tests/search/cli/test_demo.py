@@ -7,6 +7,7 @@ import time
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from clitools import cli_env
@@ -33,11 +34,15 @@ def test_demo_reaches_098_macro_f1_with_two_workers_on_sqlite(tmp_path, capfd, m
     failed = {t.number: t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL}
     assert not failed, f"demo trials failed: {failed}"
     # the two workers left the 3 best checkpoints in the artifact store (keep_top_k's default) beside every
-    # trial's 3 charts and metrics.json, and nothing else
+    # trial's 3 charts and metrics.json, errors.png where its best epoch made a mistake, and nothing else
     top3 = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))[:3]
     kept = study.user_attrs["kept_checkpoints"]
     assert sorted(kept) == sorted(str(t.number) for t in top3)
     stored = {p.name for p in (tmp_path / "runs" / "artifacts").iterdir()}
-    assert {i for ids in kept.values() for i in ids} <= stored and len(stored) == 4 * len(trials) + 3
+    names = [sorted(m.filename for m in get_all_artifact_meta(t, storage=study._storage)) for t in trials]
+    with_errors = sum("errors.png" in n for n in names)
+    assert 0 < with_errors <= len(trials), "an early epoch's mistakes are shown"
+    assert {i for ids in kept.values() for i in ids} <= stored
+    assert len(stored) == 4 * len(trials) + with_errors + 3, names
     assert len(list((tmp_path / "runs" / "wandb").glob("offline-run-*"))) == len(trials)  # one W&B run per trial
     print(f"demo: best macro-F1 {study.best_value:.4f}, 20 trials in {seconds:.0f}s")

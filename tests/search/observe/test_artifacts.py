@@ -99,6 +99,11 @@ def test_every_finished_trial_has_its_charts_and_metrics(finished):
         stored = json.loads(_read(store, names["metrics.json"]))
         assert stored == json.loads((Path(t.user_attrs["output_dir"]) / "metrics.json").read_text())
         assert stored["epochs_run"] == (1 if t.state != TrialState.COMPLETE else 2)
+        # its best epoch's val mistakes as images (every trial here makes some after two epochs)
+        cm = stored["confusion_matrix"]
+        wrong = sum(map(sum, cm)) - sum(cm[i][i] for i in range(len(cm)))
+        assert wrong > 0 and "errors.png" in names, f"trial {t.number}: {sorted(names)}"
+        open_chart(_read(store, names["errors.png"]))
 
 
 def test_the_best_two_keep_their_checkpoints_and_no_other_stays(finished):
@@ -140,7 +145,7 @@ def test_a_cross_validated_trial_sums_its_folds_matrices_and_keeps_each_folds_fi
     names = _metas(trial, storage)
     folds = [f"fold-{i}" for i in range(2)]
     assert set(names) == {"confusion_matrix.png", "per_class_f1.png", *(f"learning_curves_{f}.png" for f in folds),
-                          *(f"metrics_{f}.json" for f in folds), *(f"best_{f}.pt" for f in folds)}
+                          *(f"metrics_{f}.json" for f in folds), *(f"best_{f}.pt" for f in folds), "errors.png"}
     store = open_store(str(tmp_path / "runs" / "artifacts"))
     for f in folds:
         run = Path(trial.user_attrs["output_dir"]) / f

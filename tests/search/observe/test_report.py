@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWa
 SPACE = {"optimizer.lr": {"low": 1.0e-7, "high": 3.0e-2, "log": True}, "model.dropout": {"low": 0.0, "high": 0.3}}
 STUDY_PNGS = {"history.png", "importances.png", "parallel.png", "slices.png", "intermediate.png", "time.png",
               "f1_per_hour.png"}
-BEST_PNGS = {"best_per_class_f1.png", "best_confusion_matrix.png", "best_curves.png"}
+BEST_PNGS = {"best_per_class_f1.png", "best_confusion_matrix.png", "best_curves.png", "best_errors.png"}
 
 
 def _run_study(folder: Path, name: str, lrs: tuple[float, ...], *, epochs: int, cv: int | None = None,
@@ -145,6 +145,19 @@ def test_a_study_with_one_completed_trial_still_gets_a_page(tmp_path, capfd, mon
     assert set(_links(out / "index.html")) == drawn
     for name in drawn:
         _assert_not_blank(out / name)
+    # a best trial whose images cannot be read now (its data moved) loses its errors sheet, not the page
+    [run_cfg] = (tmp_path / "runs").rglob("config.yaml")
+    cfg = yaml.safe_load(run_cfg.read_text())
+    data = {k: v for k, v in cfg["data"].items() if k != "limit"}  # digits' own key
+    run_cfg.write_text(yaml.safe_dump({**cfg, "data": {**data, "source": "imagefolder", "root": "moved"}}))
+    r = run_main(["report", "--study", "one", "--storage", url, "--out", "again"], cwd=tmp_path, capfd=capfd,
+                 monkeypatch=monkeypatch)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "again" / "index.html").read_text()
+    [said] = [line for line in re.findall(r"Left out:[^<]*", text) if "mistakes" in line]
+    assert said.startswith("Left out: its mistakes could not be shown:")
+    assert "data.root: folder &#x27;moved&#x27; does not exist" in said
+    assert {p.name for p in (tmp_path / "again").glob("*.png")} == drawn - {"best_errors.png"}
 
 
 def test_a_trial_records_where_train_device_auto_ran_and_the_report_counts_its_hours(tmp_path, capfd,
@@ -180,7 +193,8 @@ def test_what_a_study_cannot_show_is_left_out_with_the_reason(storage_url, tmp_p
     assert ("Left out: parameter importances: the study searches 1 parameter(s); importances rank two or more."
             in text)
     assert "Left out: intermediate values: no trial reported one, so a pruner had nothing to judge." in text
-    assert text.count("Left out: trial 1 records no output_dir (it was not run by this tool).") == 2  # cm, curves
+    # the confusion matrix, the curves and the mistakes: all from the run folder
+    assert text.count("Left out: trial 1 records no output_dir (it was not run by this tool).") == 3
     assert "Left out: trial 1 records no per_class_f1." in text
     # added trials start and end at the same instant: no time to divide by
     assert "Left out: macro_f1 per device-hour: no completed trial has a measured duration." in text

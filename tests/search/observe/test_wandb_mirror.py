@@ -99,3 +99,11 @@ def test_each_trial_run_holds_the_full_config_per_class_f1_tables_and_outcome(tm
         f1_table = _table(folder, end, "per_class_f1_table")
         assert f1_table["columns"] == ["class", "f1"]
         assert {c: v for c, v in f1_table["data"]} == pytest.approx(metrics["per_class_f1"])
+        # and its most confident val mistakes as captioned images, as errors.png shows them
+        from training.mistakes import MAX_SHOWN, mistakes
+
+        shown = mistakes(Path(t.user_attrs["output_dir"]), MAX_SHOWN)
+        assert shown, "two epochs on digits leave mistakes to show"
+        assert end["errors/_type"] == "images/separated" and end["errors/count"] == len(shown)
+        assert end["errors/captions"] == [m.caption.replace("\n", " | ") for m in shown]
+        assert len(end["errors/filenames"]) == len(shown)
