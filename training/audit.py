@@ -129,7 +129,7 @@ def audit(cfg: RunConfig, out: Path, folds: int | None = None, from_cv: Path | N
     if issues:
         top = issues[:MAX_SHOWN]
         sheet = contact_sheet(run_images(cv_folder, [i.name for i in top]),
-                              [f"{i.given} → {i.suggested} ({i.score:.2f})\n{short_name(i.name)}" for i in top],
+                              [f"{i.given} → {i.suggested} ({i.score:.2g})\n{short_name(i.name)}" for i in top],
                               out / "label_issues.png", f"{len(top)} of {len(issues)} images whose label looks "
                               "wrong, the most suspect first (given → suggested (label quality))")
     people = _people(samples, names, probabilities, targets) if cfg.data.source == "mask" and not multilabel else []
@@ -140,7 +140,7 @@ def _write_issues(path: Path, issues: list[Issue]) -> Path:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "given", "suggested", "score"])
-        w.writerows([i.name, i.given, i.suggested, f"{i.score:.6f}"] for i in issues)
+        w.writerows([i.name, i.given, i.suggested, f"{i.score:.4g}"] for i in issues)
     return path
 
 

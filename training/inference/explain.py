@@ -5,8 +5,9 @@ image as the model saw it (the run's crop and resize; the eval pipeline and norm
 applies them). By default the images are the run's val mistakes at its best epoch (training/mistakes.py), most
 confident first; any images can be given instead (the inputs of `search predict`). The layer explained is the
 last feature stage of a timm CNN (its ``feature_info``: resnet's layer4, efficientnet's last block, convnext's
-last stage) or, for a ViT-style model, the last block's norm with its patch tokens laid back on their grid.
-It writes one PNG per image (the image and its overlay, with true and predicted class) and a contact sheet.
+last stage; at a small input, the last one whose map is more than one cell) or, for a ViT-style model, the last
+block's norm with its patch tokens laid back on their grid. It writes one PNG per image (the image and its
+overlay, with true and predicted class) and a contact sheet.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def _token_grid(backbone, tokens: int, input_size: tuple[int, int] | None) -> tu
     return side, side
 
 
+def _stage(info, input_size: tuple[int, int] | None) -> dict:
+    """The last feature stage whose map is more than one cell at this input size (a 32 px image through a
+    stride-32 stage is one cell: a flat map that shows nothing), else the last."""
+    if input_size is not None:
+        wide = [s for s in info if min(input_size) // int(s.get("reduction", 1)) >= 2]
+        if wide:
+            return wide[-1]
+    return info[-1]
+
+
 def target_layer(model: nn.Module, name: str, input_size: tuple[int, int] | None = None):
     """(the layer to explain, the reshape of its output into an N x C x H x W map, or None for a CNN's own);
     ``input_size``, the (H, W) of the images explained, places a ViT's tokens on their grid."""
@@ -79,7 +90,7 @@ def target_layer(model: nn.Module, name: str, input_size: tuple[int, int] | None
         return backbone.blocks[-1].norm1, tokens_to_map
     info = getattr(backbone, "feature_info", None)
     if info:
-        layer = backbone.get_submodule(info[-1]["module"])
+        layer = backbone.get_submodule(_stage(info, input_size)["module"])
         if getattr(backbone, "output_fmt", "NCHW") == "NHWC":  # swin and kin: channels last in their stages
             return layer, lambda x: x.permute(0, 3, 1, 2)
         return layer, None
@@ -87,13 +98,13 @@ def target_layer(model: nn.Module, name: str, input_size: tuple[int, int] | None
                       "ViT's blocks, and this model has neither; explain a run of another model")
 
 
-def _channels(model: nn.Module) -> int | None:
-    """The channels the mapped layer should give: a ViT's embedding width, a CNN's last stage's."""
+def _channels(model: nn.Module, input_size: tuple[int, int]) -> int | None:
+    """The channels the mapped layer should give: a ViT's embedding width, a CNN's stage's."""
     backbone = getattr(model, "backbone", model)
     if hasattr(backbone, "patch_embed") and hasattr(backbone, "blocks"):
         return getattr(backbone, "embed_dim", None)
     info = getattr(backbone, "feature_info", None)
-    return info[-1].get("num_chs") if info else None
+    return _stage(info, input_size).get("num_chs") if info else None
 
 
 def _checked_forward(model: nn.Module, x: torch.Tensor, layer, reshape, name: str) -> np.ndarray:
@@ -108,7 +119,7 @@ def _checked_forward(model: nn.Module, x: torch.Tensor, layer, reshape, name: st
         hook.remove()
     out = seen[-1] if seen else None
     out = reshape(out) if reshape is not None and isinstance(out, torch.Tensor) else out
-    channels = _channels(model)
+    channels = _channels(model, tuple(x.shape[2:]))
     if (not isinstance(out, torch.Tensor) or out.ndim != 4 or out.size(0) != x.size(0) or min(out.shape[2:]) < 1
             or (channels is not None and out.size(1) != channels)):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

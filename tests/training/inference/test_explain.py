@@ -97,6 +97,19 @@ def test_a_vit_is_mapped_on_its_token_grid_at_the_runs_size_and_a_model_without_
     assert timm.is_model("test_vit")
 
 
+def test_a_small_input_maps_the_last_stage_that_is_more_than_one_cell():
+    """test_resnet's layer4 is one cell at 32 px (a flat map): layer3's 2 x 2 is mapped there, layer4 at 64 px."""
+    model = build_model(parse_config({"model": {"name": "test_resnet"}}).model, 3).eval()
+    assert target_layer(model, "test_resnet", (32, 32))[0] is model.backbone.layer3
+    assert target_layer(model, "test_resnet", (64, 64))[0] is model.backbone.layer4
+    layer, reshape = target_layer(model, "test_resnet", (32, 32))
+    from pytorch_grad_cam import GradCAM
+
+    with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+        maps = cam(input_tensor=torch.rand(2, 3, 32, 32), targets=None)
+    assert all(m.max() > m.min() for m in maps)  # not flat
+
+
 def test_channels_last_stages_are_laid_back_and_a_wrong_layout_is_one_line():
     """swin's stages give N x H x W x C: mapped as they come, its 7 rows would be read as channels."""
     model = build_model(parse_config({"model": {"name": "swin_tiny_patch4_window7_224"}}).model, 3).eval()
