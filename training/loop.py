@@ -26,45 +26,60 @@ from .batch_probe import probe_max_batch, resolve_batch_size
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig, dump_config
 from .data.prepare import prepare_data
+from .ema import Ema
 from .errors import ConfigError, NonFiniteLoss
 from .files import atomic_path, write_atomic
 from .losses import check_loss_fits
 from .metrics import classification_metrics
+from .mix import BatchMix
 from .parts import Parts, build_parts
 from .run_folder import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SPLIT_FILE, save_predictions
 from .runtime import Runtime, resolve_runtime, seed_everything
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "Callback", "NonFinite"]
+__all__ = ["fit", "train_one_epoch", "evaluate", "validate", "Callback", "NonFinite"]
 
 log = logging.getLogger(__name__)
 Callback = Callable[[int, dict], None]
 
 
 def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, opt: torch.optim.Optimizer,
-                    sched, rt: Runtime, scaler: torch.amp.GradScaler | None) -> tuple[float, int, NonFinite | None]:
+                    sched, rt: Runtime, scaler: torch.amp.GradScaler | None, *, mix: BatchMix | None = None,
+                    ema: Ema | None = None, accumulate: int = 1) -> tuple[float, int, NonFinite | None]:
     """Mean training loss, images seen, and the first step whose loss or gradients were not finite (tracked on
-    the device and read back once, with the loss: no host-GPU sync per step)."""
+    the device and read back once, with the loss: no host-GPU sync per step). ``mix`` mixes each batch,
+    ``accumulate`` batches make one optimizer step (the epoch's last step takes what is left), after which the
+    schedule steps and ``ema`` averages."""
     model.train()
     total, n = torch.zeros((), device=rt.device), 0
     first_bad = torch.full((2,), -1, dtype=torch.long, device=rt.device)  # step of the first bad loss, gradients
     params = [p for g in opt.param_groups for p in g["params"]]
-    step = -1
+    steps, step = len(loader), -1
+    opt.zero_grad(set_to_none=True)
     for step, (x, y) in enumerate(loader):
+        inputs, target = mix(x, y) if mix is not None else (x, y)
         with rt.autocast():
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs), target)
+        group = min(accumulate, steps - step // accumulate * accumulate)  # batches in this optimizer step
+        stepping = (step + 1) % accumulate == 0 or step + 1 == steps
+        scaled = loss / group if group > 1 else loss
+        bad = ~torch.isfinite(loss.detach()).expand(2)
         if scaler is not None:  # inf gradients are how GradScaler finds its scale: it skips those steps itself
-            scaler.scale(loss).backward()
-            bad = ~torch.isfinite(loss.detach()).expand(2)
-            scaler.step(opt)
-            scaler.update()
+            scaler.scale(scaled).backward()
+            if stepping:
+                scaler.step(opt)
+                scaler.update()
         else:
-            loss.backward()
-            grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
-            bad = ~torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()]))
-            opt.step()
+            scaled.backward()
+            if stepping:
+                grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
+                bad = ~torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()]))
+                opt.step()
         first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-        sched.step()
+        if stepping:
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            if ema is not None:
+                ema.update()
         total += loss.detach() * len(y)
         n += len(y)
     mean, bad_loss, bad_grad = torch.cat([total[None].float(), first_bad.float()]).tolist()
@@ -185,6 +200,8 @@ def _resume(parts: Parts, data, checkpoint: Path, out: Path) -> _Progress:
     set_rng_state(ck["rng"])
     if parts.scaler is not None and ck.get("scaler"):
         parts.scaler.load_state_dict(ck["scaler"])
+    if parts.ema is not None and ck.get("ema"):  # a run saved without one starts its average here
+        parts.ema.load_state_dict(ck["ema"])
     data.train.epoch = ck["epoch"]
     _adopt(checkpoint.parent, out)
     log.info("resumed from %s at epoch %d", checkpoint, ck["epoch"])
@@ -204,7 +221,7 @@ def _train(cfg: RunConfig, parts: Parts, data, rt: Runtime, out: Path, callback:
         if run.best is None or m["macro_f1"] is None or m["macro_f1"] > run.best["macro_f1"]:  # no val: the latest
             run.best = m
             with atomic_path(out / BEST_CHECKPOINT) as tmp:  # a run killed mid-save keeps its previous best.pt
-                torch.save(parts.model.state_dict(), tmp)
+                torch.save(parts.kept.state_dict(), tmp)
             if probabilities is not None:  # the best epoch's val predictions: its mistakes, a label audit
                 save_predictions(out, probabilities, targets)
         run.stopped = bool(cfg.train.patience) and epoch - run.best["epoch"] >= cfg.train.patience
@@ -216,6 +233,7 @@ def _train(cfg: RunConfig, parts: Parts, data, rt: Runtime, out: Path, callback:
         save_checkpoint(out / LAST_CHECKPOINT, model=parts.model.state_dict(), optimizer=parts.opt.state_dict(),
                         scheduler=parts.sched.state_dict(), epoch=epoch, rng=rng_state(),
                         scaler=parts.scaler.state_dict() if parts.scaler is not None else None, stopped=run.stopped,
+                        ema=parts.ema.state_dict() if parts.ema is not None else None,
                         history=json.dumps(run.history), best=json.dumps(run.best))
         if run.stopped:
             log.info("early stop at epoch %d: no better macro-F1 for %d epochs", epoch, cfg.train.patience)
@@ -229,13 +247,15 @@ def _train(cfg: RunConfig, parts: Parts, data, rt: Runtime, out: Path, callback:
 def _epoch(cfg: RunConfig, parts: Parts, data, rt: Runtime, epoch: int) -> dict:
     """One epoch trained and validated: its metrics (a non-finite loss or gradient raises, saying which)."""
     t0 = time.perf_counter()
+    if parts.mix is not None:
+        parts.mix.start_epoch(epoch)
     train_loss, seen, bad = train_one_epoch(parts.step_fn, data.train, parts.loss_fn, parts.opt, parts.sched, rt,
-                                            parts.scaler)
+                                            parts.scaler, mix=parts.mix, ema=parts.ema, accumulate=parts.accumulate)
     if bad is None and not math.isfinite(train_loss):
         bad = NonFinite("loss", 0, len(data.train))  # no step known
     if bad is not None:
         raise NonFiniteLoss(bad.message(epoch, rt.precision, cfg.loss.name, rt.dtype is not None))
-    m = _validate(parts.step_fn, data, parts.loss_fn, rt, cfg.train.threshold)
+    m = validate(parts.evaluated, data, parts.loss_fn, rt, cfg.train.threshold)
     m.update(epoch=epoch, train_loss=train_loss, lr=parts.opt.param_groups[-1]["lr"],
              seconds=time.perf_counter() - t0, images_per_second=seen / (time.perf_counter() - t0))
     return m
@@ -253,7 +273,7 @@ def _adopt(previous: Path, out: Path) -> None:
                 shutil.copyfile(previous / name, tmp)
 
 
-def _validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold: float) -> dict:
+def validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold: float) -> dict:
     """The epoch's validation metrics; all None in a full-data run, which has no val images."""
     if data.val is None:
         return dict.fromkeys(("macro_f1", "accuracy", "per_class_f1", "confusion_matrix", "val_loss"))

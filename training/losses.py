@@ -1,5 +1,8 @@
 """Loss registry: cross-entropy (with label smoothing), focal, and multi-label BCE; and the sum of one of them
-per head of a factorized model (:class:`FactorizedLoss`)."""
+per head of a factorized model (:class:`FactorizedLoss`).
+
+Every loss takes hard targets (class indices; multi-hot rows for multi-label) and soft ones (float rows of class
+probabilities, from mixup / CutMix: training/mix.py); label smoothing applies to both."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from torch import nn
 from .errors import ConfigError
 from .registry import Registry
 
-__all__ = ["LOSSES", "build_loss", "FocalLoss", "FactorizedLoss", "build_factorized_loss", "check_loss_fits"]
+__all__ = ["LOSSES", "build_loss", "CrossEntropy", "soft_cross_entropy",
+           "FocalLoss", "FactorizedLoss", "build_factorized_loss", "check_loss_fits"]
 
 LOSSES: Registry = Registry("loss")
 MULTILABEL_LOSSES = ("bce", "soft_margin")
@@ -30,6 +34,8 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         logp = F.log_softmax(logits, dim=1)
+        if target.is_floating_point():
+            return soft_cross_entropy(logp, target, self.weight, self.label_smoothing, self.gamma)
         ce = F.nll_loss(logp, target, weight=self.weight, reduction="none")
         if self.label_smoothing:  # the uniform part weighted per class, as F.cross_entropy does
             smooth = -(logp * self.weight).mean(dim=1) if self.weight is not None else -logp.mean(dim=1)
@@ -38,6 +44,32 @@ class FocalLoss(nn.Module):
         if self.weight is not None:  # normalised like weighted cross-entropy, so gamma=0 equals it exactly
             return loss.sum() / self.weight[target].sum()
         return loss.mean()
+
+
+
+def soft_cross_entropy(logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                       label_smoothing: float, gamma: float = 0.0) -> torch.Tensor:
+    """Soft targets (rows of class probabilities): each class's cross-entropy term, weighted by its class weight
+    and by its own (1 - p)^gamma, normalised by the targets' weight as weighted cross-entropy is; for a one-hot
+    row without smoothing this is the hard-target loss exactly (ce, and focal at any gamma)."""
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / logp.shape[1]
+    per_class = -target * logp
+    if gamma:  # (1 - p)^gamma, with 1 - p kept >= 1e-7: a finite gradient for gamma < 1
+        per_class = per_class * torch.exp(gamma * torch.log(-torch.expm1(logp.clamp(max=-1e-7))))
+    if weight is not None:
+        return (per_class * weight).sum() / (target * weight).sum()
+    return per_class.sum(dim=1).mean()
+
+
+class CrossEntropy(nn.CrossEntropyLoss):
+    """torch's cross-entropy; soft targets normalised by their class weights, as hard ones are (torch's own
+    soft-target path does not divide by them, so a mixed batch would weigh more than an unmixed one)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.is_floating_point() and self.weight is not None:
+            return soft_cross_entropy(F.log_softmax(logits.float(), dim=1), target, self.weight, self.label_smoothing)
+        return super().forward(logits, target)
 
 
 def _focal_weight(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -52,7 +84,7 @@ def _focal_weight(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> t
 
 @LOSSES.register("ce")
 def _ce(gamma: float, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    return CrossEntropy(weight=weight, label_smoothing=label_smoothing)
 
 
 @LOSSES.register("focal")
@@ -92,12 +124,17 @@ class FactorizedLoss(nn.Module):
         self.strides = tuple(math.prod(self.shape[i + 1:]) for i in range(len(self.shape)))
 
     def forward(self, joint_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``target``: joint class indices, or soft rows over the joint classes (each head then gets its
+        marginal: the row summed over the other heads)."""
         grid = joint_logp.float().view(-1, *self.shape)
+        soft = target.float().view(-1, *self.shape) if target.is_floating_point() else None
         total = grid.new_zeros(())
         for i, (k, stride, loss_fn) in enumerate(zip(self.shape, self.strides, self.losses)):
             others = tuple(1 + j for j in range(len(self.shape)) if j != i)
             marginal = torch.logsumexp(grid, dim=others) if others else grid
-            total = total + loss_fn(marginal, torch.div(target, stride, rounding_mode="floor") % k)
+            head_target = torch.div(target, stride, rounding_mode="floor") % k if soft is None else \
+                (soft.sum(dim=others) if others else soft)
+            total = total + loss_fn(marginal, head_target)
         return total
 
 

@@ -1,7 +1,8 @@
 """The parts a run trains with, built from its config and its data: the model (in its memory format), the loss
 (with class weights from the train side's counts; one loss per head for the factorized head), the optimizer over
 its parameter groups (head and backbone lr, no weight decay on norms and biases), the per-batch schedule, the fp16
-loss scaler, and the step function (``torch.compile`` when asked)."""
+loss scaler, the step function (``torch.compile`` when asked), and the recipes: mixup / CutMix of the batches
+(training/mix.py), an EMA of the weights (training/ema.py), gradient accumulation."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import torch
 from torch import nn
 
 from .config import MASK_FACTORS, RunConfig
+from .ema import Ema, build_ema
 from .errors import ConfigError
 from .losses import build_factorized_loss, build_loss
+from .mix import BatchMix, build_mix
 from .models import build_model
 from .optim import build_optimizer, param_groups
 from .runtime import Runtime
@@ -30,6 +33,19 @@ class Parts:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
+    mix: BatchMix | None = None    # mixes each training batch (augment.mix)
+    ema: Ema | None = None         # the weights' average, what validates and is saved (train.ema)
+    accumulate: int = 1            # batches per optimizer step (train.accumulate)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """What validates and what best.pt holds: the EMA when there is one, else the step function."""
+        return self.ema.model if self.ema is not None else self.step_fn
+
+    @property
+    def kept(self) -> nn.Module:
+        """What best.pt holds (uncompiled): the EMA when there is one, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
 
 def build_parts(cfg: RunConfig, rt: Runtime, data) -> Parts:
@@ -40,14 +56,15 @@ def build_parts(cfg: RunConfig, rt: Runtime, data) -> Parts:
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = _loss(cfg, s, data.train_index).to(rt.device)
-    o, bs = cfg.optimizer, cfg.train.batch_size
-    lr_scale = bs / 256 if o.scale_lr_with_batch else 1.0
+    o, bs, acc = cfg.optimizer, cfg.train.batch_size, cfg.train.accumulate
+    lr_scale = bs * acc / 256 if o.scale_lr_with_batch else 1.0  # the effective batch
     groups = param_groups(model, model.head, o.lr * lr_scale, (o.backbone_lr or o.lr) * lr_scale, o.weight_decay)
     opt = build_optimizer(o.name, groups, momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
-    sched = build_scheduler(opt, cfg.scheduler, cfg.train.epochs, len(data.train))
+    sched = build_scheduler(opt, cfg.scheduler, cfg.train.epochs, -(-len(data.train) // acc))  # optimizer steps
     scaler = torch.amp.GradScaler(rt.device.type) if rt.dtype == torch.float16 else None
     step_fn = torch.compile(model) if cfg.train.compile else model
-    return Parts(model, step_fn, loss_fn, opt, sched, scaler)
+    mix = build_mix(cfg.augment.mix, len(s.classes), s.multilabel, cfg.seed)
+    return Parts(model, step_fn, loss_fn, opt, sched, scaler, mix, build_ema(model, cfg.train.ema), acc)
 
 
 def _loss(cfg: RunConfig, s, train_index: np.ndarray) -> nn.Module:

@@ -41,6 +41,8 @@ def within(low: int, high: int | None = None, what: str = ""):
 
 
 TimeoutOpt = typer.Option(None, "--timeout", callback=_positive_seconds, help="start no trial after SEC seconds")
+TensorboardOpt = typer.Option(None, "--tensorboard", help="a TensorBoard run per trial under DIR/<study>/ "
+                              "(scalars and the HParams view; `tensorboard --logdir DIR`)")
 OverwriteOpt = typer.Option(False, "--overwrite", help="let --output replace the finished run it holds")
 
 

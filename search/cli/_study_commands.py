@@ -1,4 +1,5 @@
-"""The commands of a study: run it, work on it, look at it (status, best, report, dashboard), ensemble its best."""
+"""The commands of a study: run it, work on it, look at it (status, best, report, dashboard), ensemble or soup its
+best."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import typer
 from search.cli._app import (
     ImagesOpt,
     OutOpt,
+    OverwriteOpt,
     PlainOpt,
     StorageOpt,
     StudyOpt,
+    TensorboardOpt,
     TimeoutOpt,
     Tta,
     TtaOpt,
@@ -43,7 +46,8 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
                                                  "study file): its best completed trials, fitted to this study's "
                                                  "space, run first"),
         top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="with --warm-start: how many of its best "
-                                            "completed trials (default 5)")) -> None:
+                                            "completed trials (default 5)"),
+        tensorboard: Optional[Path] = TensorboardOpt) -> None:
     """Create or resume a study and run it until it holds N finished trials."""
     from search.store import resolve_url
     from search.study import load_study
@@ -57,7 +61,7 @@ def run(study: str = StudyOpt, n_trials: Optional[int] = typer.Option(None, "--n
     try:
         share = trials_per_gpu if trials_per_gpu == "auto" else int(trials_per_gpu)
         s = run_study(load_study(study), resolve_url(storage), n_trials, workers, output, not no_wandb, timeout,
-                      share, plain=plain, warm_start=warm_start, top_k=top_k)
+                      share, plain=plain, warm_start=warm_start, top_k=top_k, tensorboard=tensorboard)
     except WorkerStopped as e:
         print(f"stopped by {e}; the running trial was marked and re-queued: rerun the command to resume",
               file=sys.stderr)
@@ -82,6 +86,7 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
            timeout: Optional[float] = TimeoutOpt,
            no_wandb: bool = typer.Option(False, "--no-wandb"),
            output: Path = typer.Option(Path("runs"), "--output"), plain: bool = PlainOpt,
+           tensorboard: Optional[Path] = TensorboardOpt,
            progress_to_store: bool = typer.Option(False, "--progress-to-store", hidden=True,
                                                   help="for `search run`'s board: epochs to the store")) -> None:
     """One worker: pull trials from the store until the study's budget is met (one per GPU, any machine)."""
@@ -97,7 +102,7 @@ def worker(study: str = StudyOpt, storage: Optional[str] = StorageOpt,
     try:
         r = work(sc, resolve_url(storage), n_trials=n_trials, output_root=output,
                  use_wandb=not no_wandb, timeout=timeout, worker_index=worker_index,
-                 display=worker_display(plain, to_store=progress_to_store))
+                 display=worker_display(plain, to_store=progress_to_store), tensorboard=tensorboard)
     except WorkerStopped as e:
         print(f"worker stopped by {e}; its running trial was marked and re-queued", file=sys.stderr)
         raise typer.Exit(143) from None
@@ -192,6 +197,30 @@ def ensemble(study: str = StudyOpt, top_k: int = typer.Option(..., "--top-k", he
                                 tta=tta.value if tta else None)
     print_predicted(len(r.inputs), f"trials {', '.join(map(str, trials))}",
                {"vote": vote.value, "tta": tta.value if tta else None}, out)
+
+
+def soup(study: str = StudyOpt, top_k: int = typer.Option(..., "--top-k", min=1, help="the K best completed trials"),
+         output: Optional[Path] = typer.Option(None, "--out", help="the soup's run folder (default: a new "
+                                               "runs/soup/STUDY-N)"),
+         greedy: bool = typer.Option(True, "--greedy/--uniform", help="greedy: each trial kept only if the soup's "
+                                     "val macro-F1 does not drop; uniform: all of them"),
+         storage: Optional[str] = StorageOpt, overwrite: bool = OverwriteOpt) -> None:
+    """Average the weights of a study's top-k trials into one model (a model soup), beside the best single trial,
+    the other soup and their ensemble."""
+    from search.results import soup as cook_soup, top_run_folders
+    from training.run_folder import output_folder
+
+    s = _open(study, storage)
+    if output is not None and any(output.resolve() == f.resolve() for _, f in top_run_folders(s, top_k)):
+        raise SearchError(f"--out {output} is the run folder of one of the trials to average; give a new folder")
+    with output_folder(output, Path("runs") / "soup", s.study_name, overwrite, option="--out") as out:
+        r = cook_soup(s, top_k, out, greedy=greedy)
+    width = max(len(row["what"]) for row in r.rows)
+    print(f"{'':{width}}  val macro-F1  forward passes per image")
+    for row in r.rows:
+        print(f"{row['what']:{width}}  {row['macro_f1']:12.4f}  {row['passes']}")
+    print(f"wrote the {'greedy' if greedy else 'uniform'} soup to {r.out}, a run folder; "
+          f"next: {command_name()} predict --run {r.out} --images DIR --out predictions.csv")
 
 
 def dashboard(storage: Optional[str] = StorageOpt, host: str = typer.Option("127.0.0.1", "--host"),

@@ -70,6 +70,8 @@ class StudyFile(StrictModel):
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     reliability: Reliability = Field(default_factory=Reliability)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    tensorboard: Path | None = Field(None, description="write each trial's TensorBoard run under DIR/<name>/ "
+                                     "(search run --tensorboard DIR says the same)")
 
 
 class StudyConfig:
@@ -214,6 +216,11 @@ def _check_space(study: StudyConfig) -> None:
 
     for key, p in study.space.items():
         if get_path(study.base, key, absent) is absent:
+            off = next((part for part in _prefixes(key) if get_path(study.base, part, absent) is None), None)
+            if off is not None:  # an optional section that is off (train.ema: null): its keys exist once it is on
+                raise StudyConfigError(f"{where}: search_space.{key}: training.{off} is off (null), so it has no "
+                                       f"{key[len(off) + 1:]} to search; turn it on in the training section, e.g. "
+                                       f"`{off}: {{{key[len(off) + 1:]}: ...}}`")
             raise StudyConfigError(f"{where}: search_space.{key} is not a training config key"
                                    f"{did_you_mean(key, known)}; keys look like optimizer.lr or model.dropout")
         for cond in p.when:
@@ -245,6 +252,12 @@ def _check_space(study: StudyConfig) -> None:
                 study.config_for({**dflt, key: v}, f"{where}: search_space.{key} value {v!r}")
             except ConfigError as e:
                 raise StudyConfigError(str(e)) from None
+
+
+def _prefixes(key: str) -> list[str]:
+    """``a.b.c`` -> ``a``, ``a.b``."""
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _flat_keys(d: dict, prefix: str = "") -> list[str]:

@@ -83,12 +83,13 @@ RESTARTS_PER_WORKER = 3  # a worker that keeps getting killed is given up on
 
 
 def _worker_process(sc: StudyConfig, url: str, n_trials: int, i: int, k: int, output: Path, use_wandb: bool,
-                    timeout: float | None, trials_per_gpu: int,
-                    display: LauncherDisplay | None = None) -> subprocess.Popen:
+                    timeout: float | None, trials_per_gpu: int, display: LauncherDisplay | None = None,
+                    tensorboard: Path | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "search", "worker", "--study", str(sc.path), "--n-trials", str(n_trials),
            "--worker-index", str(i), "--output", str(output)]
     cmd += ["--no-wandb"] if not use_wandb else []
     cmd += ["--timeout", str(timeout)] if timeout else []
+    cmd += ["--tensorboard", str(tensorboard)] if tensorboard else []
     env = worker_env(i, k, trials_per_gpu)
     env["SEARCH_STORAGE"] = url  # by environment, not on the command line, where `ps` shows a password to all
     return display.popen(cmd, env) if display else subprocess.Popen(cmd, env=env)
@@ -109,14 +110,15 @@ def describe_exits(codes: list[int]) -> str:
 
 
 def _spawn(sc: StudyConfig, url: str, n_trials: int, k: int, output: Path, use_wandb: bool,
-           timeout: float | None, trials_per_gpu: int, display: LauncherDisplay | None = None) -> list[int]:
+           timeout: float | None, trials_per_gpu: int, display: LauncherDisplay | None = None,
+           tensorboard: Path | None = None) -> list[int]:
     """Run K workers until all have exited; returns their exit codes (negative: killed by that signal; 0 for
     one that stopped cleanly on a stop signal while another failed). One killed by a signal (the OOM killer, a
     segfault in a native library, kill -9) is replaced on its GPU, up to RESTARTS_PER_WORKER times; its trial
     goes stale and a worker retries it. One that exits with an error of its own (exit 1: a budget or store
     error it printed) is not: a new one would stop the same way."""
     start = lambda i: _worker_process(sc, url, n_trials, i, k, output, use_wandb, timeout, trials_per_gpu,  # noqa: E731
-                                      display)
+                                      display, tensorboard)
     procs: list[subprocess.Popen] = []
     stopped_by: list[signal.Signals] = []
 
@@ -172,7 +174,7 @@ def _auto_trials_per_gpu(study: optuna.Study, sc: StudyConfig, gpus: int) -> int
 
 def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | None, output: Path,
               use_wandb: bool, timeout: float | None, trials_per_gpu: int | str = 1, plain: bool = False,
-              warm_start: str | None = None, top_k: int | None = None) -> dict:
+              warm_start: str | None = None, top_k: int | None = None, tensorboard: Path | None = None) -> dict:
     """``plain``: plain lines even on a terminal (search/observe/progress draws a live board there otherwise).
     ``warm_start``: a study in the same store whose ``top_k`` best completed trials, fitted to this study's space
     (search/study/_warm_start.py), are enqueued before the workers start."""
@@ -210,10 +212,10 @@ def run_study(sc: StudyConfig, url: str, n_trials: int | None, workers: int | No
     if k == 1:
         os.environ.setdefault("SEARCH_NUM_THREADS", str(os.cpu_count() or 1))
         work(sc, url, n_trials=budget, output_root=output, use_wandb=use_wandb, timeout=timeout, worker_index=0,
-             display=worker_display(plain, workers=1))
+             display=worker_display(plain, workers=1), tensorboard=tensorboard)
     else:
         with LauncherDisplay(live_output(sys.stdout, plain), study, budget, k) as display:
-            codes = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu, display)
+            codes = _spawn(sc, url, budget, k, output, use_wandb, timeout, trials_per_gpu, display, tensorboard)
         if any(codes):
             raise SearchError(f"{describe_exits(codes)}; see the output above. "
                               f"Rerun the same command to resume the study")

@@ -14,7 +14,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search.observe import TrialMirror, for_study as artifacts_of, run_config
+from search.observe import Mirrors, TrialBoard, TrialMirror, for_study as artifacts_of, run_config
 from search.observe.progress import WorkerDisplay
 from search.ranking import best_or_none
 from search.store import EndHook, Hooks, Lease, WorkerStopped, with_store_retry
@@ -42,6 +42,7 @@ class TrialContext:
     tag: str                      # worker tag for progress lines
     best: float | None = None     # the study's best value, for progress lines: refreshed every claim and epoch
     display: WorkerDisplay = field(default_factory=WorkerDisplay)  # plain lines, a live board, or the store
+    tensorboard: Path | None = None  # a TensorBoard run per trial under <it>/<study>/
 
     def refresh_best(self, study: optuna.Study) -> float | None:
         """Other workers finish trials while this one trains: read the study's best again (one ordered query)."""
@@ -90,6 +91,8 @@ def run_trial(lease: Lease, ctx: TrialContext) -> TrialState:
                                           group=w.group or sc.name, name=f"trial-{n}", mode=w.mode,
                                           config=run_config(resolved, params, trial=n, study=sc.name),
                                           directory=ctx.output_root, entity=w.entity, output_dir=out))
+        board = lease.on_end(TrialBoard(ctx.tensorboard / sc.name / out.name if ctx.tensorboard else None, params))
+        mirror = Mirrors(mirror, board)
         reports = TrialReports(lease, mirror, cfg.train.epochs, folds, say=ctx.say,
                                best=lambda: ctx.refresh_best(trial.study),
                                progress=ctx.display.trial(lease, ctx.tag, cfg.train.epochs, folds),

@@ -111,17 +111,20 @@ def _stop_signals():
 
 def work(sc: StudyConfig, url: str, *, n_trials: int | None = None, output_root: Path = Path("runs"),
          use_wandb: bool = True, timeout: float | None = None, worker_index: int | None = None,
-         display: WorkerDisplay | None = None) -> WorkerResult:
+         display: WorkerDisplay | None = None, tensorboard: Path | None = None) -> WorkerResult:
     """Claim and run trials until ``complete + pruned >= budget``; a bad trial never ends the loop.
-    ``display``: how trials are shown (search/observe/progress); default: plain lines."""
+    ``display``: how trials are shown (search/observe/progress); default: plain lines. ``tensorboard``: a
+    TensorBoard run per trial under it (default: the study file's ``tensorboard``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     display = display or WorkerDisplay()
     with _stop_signals(), display:
-        return _work(sc, url, n_trials, output_root, use_wandb, timeout, worker_index, display)
+        return _work(sc, url, n_trials, output_root, use_wandb, timeout, worker_index, display,
+                     tensorboard or sc.spec.tensorboard)
 
 
 def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, use_wandb: bool,
-          timeout: float | None, worker_index: int | None, display: WorkerDisplay) -> WorkerResult:
+          timeout: float | None, worker_index: int | None, display: WorkerDisplay,
+          tensorboard: Path | None) -> WorkerResult:
     apply_gpu_share()
     rel = sc.spec.reliability
     storage = open_storage(url, heartbeat_seconds=rel.heartbeat_seconds, max_retries=rel.max_retries)
@@ -129,7 +132,7 @@ def _work(sc: StudyConfig, url: str, n_trials: int | None, output_root: Path, us
     budget = budget_of(study, sc, n_trials)
     max_failures = rel.max_failures or budget
     tag = f"w{worker_index if worker_index is not None else os.getpid()}"
-    ctx = TrialContext(sc, storage, Path(output_root), use_wandb, tag, display=display)
+    ctx = TrialContext(sc, storage, Path(output_root), use_wandb, tag, display=display, tensorboard=tensorboard)
     display.watch(study, budget)
     first = sc.default_params() if sc.spec.seed_trials_with_defaults else None
     deadline = time.monotonic() + timeout if timeout else None

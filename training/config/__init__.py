@@ -11,11 +11,13 @@ from ._schema import (
     CsvData,
     DataConfig,
     DigitsData,
+    EmaConfig,
     ImageFolderData,
     LoopConfig,
     LossConfig,
     LossName,
     MaskData,
+    MixConfig,
     ModelConfig,
     OptimizerConfig,
     OptimizerName,
@@ -27,5 +29,6 @@ from ._schema import (
 
 __all__ = ["RunConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimizerConfig", "SchedulerConfig",
            "AugmentConfig", "LoopConfig", "StrictModel", "LossName", "OptimizerName", "SchedulerName", "DATA_SOURCES",
-           "MASK_FACTORS", "SEED_MAX", "DigitsData", "ImageFolderData", "CsvData", "MaskData", "load_config",
+           "MASK_FACTORS", "SEED_MAX", "MixConfig", "EmaConfig",
+           "DigitsData", "ImageFolderData", "CsvData", "MaskData", "load_config",
            "parse_config", "read_yaml", "dump_config", "format_error"]

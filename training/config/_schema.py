@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..registry import did_you_mean
 
 __all__ = ["RunConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimizerConfig", "SchedulerConfig",
-           "AugmentConfig", "LoopConfig", "StrictModel", "LossName", "OptimizerName", "SchedulerName", "DATA_SOURCES",
+           "AugmentConfig", "MixConfig", "EmaConfig",
+           "LoopConfig", "StrictModel", "LossName", "OptimizerName", "SchedulerName", "DATA_SOURCES",
            "MASK_FACTORS"]
 
 
@@ -204,11 +205,21 @@ class SchedulerConfig(StrictModel):
         return _check_name("scheduler", v, SchedulerName)
 
 
+class MixConfig(StrictModel):
+    """Mixup / CutMix on whole batches, on the device (training/mix.py): soft targets for ce, focal and bce."""
+    name: Literal["none", "mixup", "cutmix", "both"] = "none"
+    mixup_alpha: float = Field(0.2, gt=0.0, le=10.0, description="mixup's lam ~ Beta(alpha, alpha)")
+    cutmix_alpha: float = Field(1.0, gt=0.0, le=10.0, description="CutMix's lam ~ Beta(alpha, alpha)")
+    prob: float = Field(1.0, ge=0.0, le=1.0, description="share of the batches that are mixed")
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0, description="both: share of the mixed batches that use CutMix")
+
+
 class AugmentConfig(StrictModel):
     train: Any = Field(None, description="albumentations pipeline in its serialized form (A.to_dict)")
     eval: Any = None
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mix: MixConfig = Field(default_factory=MixConfig)
 
     @field_validator("train", "eval")
     @classmethod
@@ -221,9 +232,21 @@ class AugmentConfig(StrictModel):
         return v
 
 
+class EmaConfig(StrictModel):
+    """An exponential moving average of the weights (timm's ModelEmaV3), updated after every optimizer step:
+    validation, best.pt and so predict and export use it."""
+    decay: float = Field(0.999, gt=0.0, lt=1.0, description="weight of the average per step; the horizon is about "
+                         "1 / (1 - decay) steps")
+    warmup: bool = Field(True, description="ramp the decay up over the first steps (timm's use_warmup), so the "
+                         "random init does not linger in the average")
+
+
 class LoopConfig(StrictModel):
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int | Literal["auto"] = Field(64, description="images per step; auto: the largest that fits the GPU")
+    accumulate: int = Field(1, ge=1, le=1024, description="gradient accumulation: an optimizer step per N batches, "
+                            "an effective batch of N x batch_size (BatchNorm still sees batch_size)")
+    ema: EmaConfig | None = Field(None, description="train with an EMA of the weights (validated and saved)")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better F1")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"

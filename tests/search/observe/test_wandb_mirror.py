@@ -1,6 +1,7 @@
 """Each trial's W&B run, read back from its offline files: the full resolved config as dotted keys with the
 searched parameters named, per-class F1 every epoch, the best epoch's confusion matrix and per-class F1 tables,
-and the state with its reason. On SQLite: the mirror reads the trial's run folder, not the store."""
+and the state with its reason. On SQLite: the mirror reads the trial's run folder, not the store. The same trials'
+TensorBoard runs (``--tensorboard``): the epochs' scalars and an HParams session each."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_each_trial_run_holds_the_full_config_per_class_f1_tables_and_outcome(tm
     st = open_study(sc, open_storage(url), url)
     for lr, weights in ((0.01, False), (0.02, False), (0.01, MISSING_WEIGHTS), (1.0e-7, False)):
         st.enqueue_trial({"optimizer.lr": lr, "model.pretrained": weights})  # good, good, fails, cannot learn
-    work(sc, url, n_trials=3, output_root=tmp_path / "runs", use_wandb=True, worker_index=0)
+    work(sc, url, n_trials=3, output_root=tmp_path / "runs", use_wandb=True, worker_index=0,
+         tensorboard=tmp_path / "tb")
     trials = study_trials(url, "wb")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
                                          TrialState.PRUNED]
@@ -107,3 +109,34 @@ def test_each_trial_run_holds_the_full_config_per_class_f1_tables_and_outcome(tm
         assert end["errors/_type"] == "images/separated" and end["errors/count"] == len(shown)
         assert end["errors/captions"] == [m.caption.replace("\n", " | ") for m in shown]
         assert len(end["errors/filenames"]) == len(shown)
+
+    _check_tensorboard(tmp_path / "tb" / "wb", trials)
+
+
+def _check_tensorboard(root: Path, trials) -> None:
+    """Each trial's TensorBoard run: macro-F1 per epoch as its run recorded it, and an HParams session with the
+    searched parameters, the state and the trial's macro-F1 (a pruned one's best reported value)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for t in trials:
+        folder = root / f"trial-{t.number:04d}"
+        ea = EventAccumulator(str(folder))
+        ea.Reload()
+        f1 = [e.value for e in ea.Scalars("macro_f1")] if "macro_f1" in ea.Tags()["scalars"] else []
+        assert f1 == pytest.approx(list(t.intermediate_values.values()), rel=1e-6), t.number
+        sessions = {}
+        for sub in [folder, *[p for p in folder.iterdir() if p.is_dir()]]:
+            acc = EventAccumulator(str(sub))
+            acc.Reload()
+            for tag, content in acc.PluginTagToContent("hparams").items():
+                sessions[tag] = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if "hparam/macro_f1" in acc.Tags()["scalars"]:
+                final = acc.Scalars("hparam/macro_f1")[-1].value
+        start = sessions["_hparams_/session_start_info"].session_start_info.hparams
+        assert start["state"].string_value == t.state.name
+        assert start["optimizer.lr"].number_value == pytest.approx(t.params["optimizer.lr"])
+        if t.state == TrialState.COMPLETE:
+            assert final == pytest.approx(t.value)
+        elif t.state == TrialState.PRUNED:
+            assert final == pytest.approx(max(t.intermediate_values.values()))
