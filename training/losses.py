@@ -50,11 +50,12 @@ class FocalLoss(nn.Module):
 def soft_cross_entropy(logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
                        label_smoothing: float, gamma: float = 0.0) -> torch.Tensor:
     """Soft targets (rows of class probabilities): each class's cross-entropy term, weighted by its class weight
-    and by its own (1 - p)^gamma, normalised by the targets' weight as weighted cross-entropy is; for a one-hot
-    row without smoothing this is the hard-target loss exactly (ce, and focal at any gamma)."""
-    if label_smoothing:
-        target = target * (1 - label_smoothing) + label_smoothing / logp.shape[1]
-    per_class = -target * logp
+    and by its own (1 - p)^gamma, normalised by the targets' weight before smoothing, as weighted cross-entropy
+    is. For a one-hot row this is the hard-target loss exactly: ce with any smoothing, and focal without
+    smoothing (with it, the hard focal loss weighs the whole term by the true class's (1 - p)^gamma, this one each
+    class's term by its own)."""
+    smoothed = target * (1 - label_smoothing) + label_smoothing / logp.shape[1] if label_smoothing else target
+    per_class = -smoothed * logp
     if gamma:  # (1 - p)^gamma, with 1 - p kept >= 1e-7: a finite gradient for gamma < 1
         per_class = per_class * torch.exp(gamma * torch.log(-torch.expm1(logp.clamp(max=-1e-7))))
     if weight is not None:

@@ -8,6 +8,7 @@ failed trial reported), so that TensorBoard's HParams view compares the trials. 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -36,9 +37,12 @@ class TrialBoard(EndHook):
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.writer is None:
             return
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.writer.add_scalar(key, value, step)
+        try:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, step)
+        except Exception as e:
+            log.warning("TensorBoard log failed: %s", one_line(e))
         if isinstance(metrics.get("macro_f1"), float):
             self.best = metrics["macro_f1"] if math.isnan(self.best) else max(self.best, metrics["macro_f1"])
 
@@ -46,17 +50,20 @@ class TrialBoard(EndHook):
         pass
 
     def after_tell(self, lease: Lease) -> None:
-        if self.writer is None or lease.outcome.ended is None:
+        if self.writer is None:
             return
         value = lease.outcome.value if lease.outcome.value is not None else self.best
         hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in self.params.items()}
         try:
-            self.writer.add_hparams({**hparams, "state": lease.outcome.state.name}, {"hparam/macro_f1": value},
-                                    run_name=".")
-            self.writer.close()
+            if lease.outcome.ended is not None:  # else the store never learned the end: no session to close
+                self.writer.add_hparams({**hparams, "state": lease.outcome.state.name}, {"hparam/macro_f1": value},
+                                        run_name=".")
         except Exception as e:
             log.warning("TensorBoard HParams left out: %s", one_line(e))
-        self.writer = None
+        finally:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
 
 
 class Mirrors:

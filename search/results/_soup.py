@@ -9,6 +9,7 @@ import optuna
 
 from search.errors import SearchError
 from search.results._ensemble import top_run_folders
+from training.errors import ConfigError
 from training.run_folder import BEST_CHECKPOINT
 from training.soup import SoupResult, cook, mismatch, read_ingredient
 
@@ -25,7 +26,10 @@ def soup(study: optuna.Study, k: int, out: Path, *, greedy: bool = True, log=pri
             log(f"note: trial {number} left out: it is cross-validated (a model per fold, in {folder}); a soup "
                 "averages single runs")
             continue
-        read.append(read_ingredient(folder, f"trial {number}"))
+        try:
+            read.append(read_ingredient(folder, f"trial {number}"))
+        except ConfigError as e:
+            log(f"note: trial {number} left out: {e}")
     if not read:
         raise SearchError(f"none of the top {k} trials of '{study.study_name}' is a single run to average; "
                           "soups take trials trained without cv")

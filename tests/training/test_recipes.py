@@ -119,9 +119,9 @@ def test_soft_targets_equal_hard_ones_for_one_hot_rows():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 5, generator=g), torch.randint(0, 5, (16,), generator=g)
     t = F.one_hot(y, 5).float()
-    for name, gamma in (("ce", 0.0), ("focal", 0.5), ("focal", 2.0)):
-        for weight in (None, torch.rand(5, generator=g) + 0.5):
-            loss = build_loss(name, gamma=gamma, weight=weight, label_smoothing=0.0)
+    for name, gamma, smoothing in (("ce", 0.0, 0.0), ("ce", 0.0, 0.1), ("focal", 0.5, 0.0), ("focal", 2.0, 0.0)):
+        for weight in (None, torch.rand(5, generator=g) + 0.5):  # the same scale with class weights and smoothing
+            loss = build_loss(name, gamma=gamma, weight=weight, label_smoothing=smoothing)
             assert float(loss(x, t)) == pytest.approx(float(loss(x, y)), rel=1e-5), (name, gamma, weight)
     fact = build_factorized_loss("focal", (3, 2, 3), gamma=0.5, weights=[None] * 3, label_smoothing=0.0)
     joint = torch.randn(8, 18, generator=g).log_softmax(1)

@@ -90,3 +90,17 @@ def test_average_means_floats_and_keeps_counts():
     b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
     soup = average([a, b])
     assert torch.equal(soup["w"], torch.tensor([2.0, 4.0])) and int(soup["n"]) == 5
+
+
+def test_runs_on_another_eval_path_or_split_do_not_go_into_one_soup(trials):
+    from dataclasses import replace
+
+    from training.soup import mismatch, read_ingredient
+
+    first = read_ingredient(trials[0][0], "trial 0")
+    same = read_ingredient(trials[1][0], "trial 1")
+    assert mismatch(first, same) is None
+    other_norm = replace(same, cfg=same.cfg.model_copy(update={"augment": same.cfg.augment.model_copy(
+        update={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})}))
+    assert mismatch(first, other_norm).startswith("another eval path: normalization (mean, std)")
+    assert "validated on other images" in mismatch(first, replace(same, val=same.val[1:]))
