@@ -22,7 +22,10 @@ from studygen import write_study
 pytestmark = pytest.mark.slow
 
 
-def test_three_workers_finish_exactly_n_trials(storage_url, tmp_path):
+def test_three_workers_finish_exactly_n_trials(pg_url, tmp_path):
+    """On Postgres, the store for parallel work. SQLite's exact budget under several workers is the demo's (two
+    workers, tests/search/cli/test_demo.py) and the fault injection's (workers killed, tests/benchmarks)."""
+    storage_url = pg_url
     study = write_study(tmp_path, "par", n_trials=7, epochs=2)
     cache = tmp_path / "cache"  # empty: the first trial of the first worker decodes, everyone else reuses
     procs = [search_bg("worker", "--study", str(study), "--storage", storage_url, "--n-trials", "7",
@@ -81,7 +84,10 @@ def _wait_for(pred, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sigkilled_worker_trial_is_failed_retried_and_resumed(storage_url, tmp_path):
+def test_sigkilled_worker_trial_is_failed_retried_and_resumed(pg_url, tmp_path):
+    """On Postgres; on SQLite, benchmarks/fault_injection.py's kills lose no trial (tests/benchmarks), and the
+    resume path is the store's heartbeat, the same code on both."""
+    storage_url = pg_url
     study = write_study(tmp_path, "crash", n_trials=2, epochs=6, limit=1000, heartbeat=1,
                         space={"optimizer.lr": {"low": 3.0e-3, "high": 1.0e-2, "log": True}})
     a = search_bg("worker", "--study", str(study), "--storage", storage_url, "--no-wandb", "--worker-index", "0",
