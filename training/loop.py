@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from scipy.special import expit
 from torch import nn
 from torch.nn.utils import get_total_norm
 
@@ -279,7 +280,7 @@ def validate(model: nn.Module, data, loss_fn: nn.Module, rt: Runtime, threshold:
         return dict.fromkeys(("macro_f1", "accuracy", "per_class_f1", "confusion_matrix", "val_loss"))
     scores, targets, val_loss = evaluate(model, data.val, loss_fn, rt)
     s = data.samples
-    probabilities = 1 / (1 + np.exp(-scores)) if s.multilabel else _softmax(scores)
+    probabilities = expit(scores) if s.multilabel else _softmax(scores)  # expit: no overflow for large logits
     return {**classification_metrics(scores, targets, s.classes, s.multilabel, threshold), "val_loss": val_loss,
             "probabilities": probabilities.astype(np.float32), "targets": targets}
 

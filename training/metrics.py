@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import confusion_matrix, f1_score
 
 __all__ = ["classification_metrics"]
@@ -14,7 +15,7 @@ def classification_metrics(scores: np.ndarray, targets: np.ndarray, classes: lis
     accuracy = exact match of the whole label set. Macro-F1 averages the classes present in val or in the
     predictions; an absent, never-predicted class has per-class F1 None."""
     if multilabel:
-        pred = (1 / (1 + np.exp(-scores)) > threshold).astype(np.int64)
+        pred = (expit(scores) > threshold).astype(np.int64)  # expit: no overflow warning for confident logits
         true = targets.astype(np.int64)
         per = f1_score(true, pred, average=None, zero_division=0, labels=range(len(classes)))
         acc = float((pred == true).all(axis=1).mean())
