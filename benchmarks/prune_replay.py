@@ -15,6 +15,7 @@ bounds what a setting can do on the task; the benchmark itself measures it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -22,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 
-def replay(trials: list[dict], startup: int, warmup: int) -> tuple[int, float]:
-    """(epochs trained, final best macro-F1) of one run's trials under the median rule."""
+def replay(trials: list[dict], startup: int, warmup: int, floor: float = 0.0) -> tuple[int, float]:
+    """(epochs trained, final best macro-F1) of one run's trials under the median rule; ``floor`` > 0 adds the
+    median pruner's floor: a trial whose best so far is below floor x the best value a completed trial had at
+    the same epoch stops too (search/study/_pruners.py)."""
     completed: list[list[float]] = []
     used, best = 0, 0.0
     for t in trials:
@@ -36,7 +39,8 @@ def replay(trials: list[dict], startup: int, warmup: int) -> tuple[int, float]:
             at = np.asarray([c[epoch - 1] for c in completed if len(c) >= epoch], dtype=float)
             # as Optuna: a trial with nothing but NaN is pruned; NaN among the others' values is skipped
             if np.isnan(mine).all() or (at.size and not np.isnan(at).all()
-                                        and np.nanmax(mine) < float(np.nanpercentile(at, 50))):
+                                        and (np.nanmax(mine) < float(np.nanpercentile(at, 50))
+                                             or np.nanmax(mine) < floor * float(np.nanmax(at)))):
                 stop = epoch
                 break
         used += stop
@@ -53,6 +57,7 @@ def main() -> None:
     ap.add_argument("--strategy", default="tpe", help="an unpruned strategy of that run")
     ap.add_argument("--startup", default="2,3,4,5", help="n_startup_trials values, comma-separated")
     ap.add_argument("--warmup", default="1,2,3", help="n_warmup_steps values (epochs), comma-separated")
+    ap.add_argument("--floor", default="0", help="floor values (0: the plain median rule), comma-separated")
     args = ap.parse_args()
     report = json.loads((args.out / "results.json").read_text())
     runs = report["runs"].get(args.strategy)
@@ -64,16 +69,17 @@ def main() -> None:
             for s, r in runs.items()}
     print(f"{args.strategy}: {len(runs)} seeds x {report['trials']} trials x {report['epochs']} epochs, replayed "
           "under the median rule (per seed: share of the unpruned epochs, final best minus the unpruned final best)")
-    print("| n_startup_trials | n_warmup_steps | per seed | median share | worst final |")
-    print("|---|---|---|---|---|")
-    for startup in (int(v) for v in args.startup.split(",")):
-        for warmup in (int(v) for v in args.warmup.split(",")):
-            each = {s: replay(r["trials"], startup, warmup) for s, r in runs.items()}
-            share = {s: used / full[s][0] for s, (used, _) in each.items()}
-            gap = {s: best - full[s][1] for s, (_, best) in each.items()}
-            per = ", ".join(f"s{s}: {100 * share[s]:.0f}% {gap[s]:+.3f}" for s in runs)
-            print(f"| {startup} | {warmup} | {per} | {100 * statistics.median(share.values()):.0f}% | "
-                  f"{min(gap.values()):+.3f} |")
+    print("| n_startup_trials | n_warmup_steps | floor | per seed | median share | median final | worst final |")
+    print("|---|---|---|---|---|---|---|")
+    for startup, warmup, floor in itertools.product(*(
+            [cast(v) for v in text.split(",")] for cast, text in
+            ((int, args.startup), (int, args.warmup), (float, args.floor)))):
+        each = {s: replay(r["trials"], startup, warmup, floor) for s, r in runs.items()}
+        share = {s: used / full[s][0] for s, (used, _) in each.items()}
+        gap = {s: best - full[s][1] for s, (_, best) in each.items()}
+        per = ", ".join(f"s{s}: {100 * share[s]:.0f}% {gap[s]:+.3f}" for s in runs)
+        print(f"| {startup} | {warmup} | {floor:g} | {per} | {100 * statistics.median(share.values()):.0f}% | "
+              f"{statistics.median(gap.values()):+.3f} | {min(gap.values()):+.3f} |")
 
 
 if __name__ == "__main__":

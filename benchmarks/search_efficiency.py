@@ -266,24 +266,28 @@ def _median_or_none(values: list[int | None]) -> float | None:
     return None if math.isinf(m) else m
 
 
-def targets(summary: dict, runs: dict) -> list[dict]:
-    """Issue #13's two targets, per seed, then over seeds (median)."""
+def targets(summary: dict, runs: dict, strategies: dict) -> list[dict]:
+    """Issue #13's two targets for every pruned strategy (the default, tpe+median, first), per seed, then over
+    seeds (median): (a) against random, (b) against the same sampler unpruned."""
     out = []
     rows = summary["rows"]
-    if "tpe+median" in runs and "random" in runs:
-        ratios = {s: None if e is None else e / total_epochs(runs["random"][s])
-                  for s, e in rows["tpe+median"]["reach"].items() if s in runs["random"]}
-        m = _median_or_none(list(ratios.values()))  # a seed that never got there counts as the worst
-        out.append({"target": "(a) tpe+median reaches random's final best (-0.5 pt) in <= 40% of random's epochs",
-                    "per_seed": ratios, "measured": m, "pass": m is not None and m <= 0.40})
-    if "tpe+median" in runs and "tpe" in runs:
-        seeds = [s for s in runs["tpe+median"] if s in runs["tpe"]]
-        share = {s: total_epochs(runs["tpe+median"][s]) / total_epochs(runs["tpe"][s]) for s in seeds}
-        gap = {s: final_best(runs["tpe+median"][s]) - final_best(runs["tpe"][s]) for s in seeds}
-        ms, mg = median(list(share.values())), median(list(gap.values()))
-        out.append({"target": "(b) tpe+median spends <= 60% of tpe's epochs at a final best within 0.5 pt of it",
-                    "per_seed": {s: [share[s], gap[s]] for s in seeds}, "measured": [ms, mg],
-                    "pass": ms <= 0.60 and mg >= -TOL})
+    pruned = sorted((n for n in runs if strategies[n][1].get("name") != "none"), key=lambda n: n != "tpe+median")
+    for name in pruned:
+        if "random" in runs:
+            ratios = {s: None if e is None else e / total_epochs(runs["random"][s])
+                      for s, e in rows[name]["reach"].items() if s in runs["random"]}
+            m = _median_or_none(list(ratios.values()))  # a seed that never got there counts as the worst
+            out.append({"strategy": name, "target": f"(a) {name} reaches random's final best (-0.5 pt) in <= 40% "
+                        "of random's epochs", "per_seed": ratios, "measured": m, "pass": m is not None and m <= 0.40})
+        base = baseline_of(name, strategies) or "tpe"  # another sampler than any unpruned one: against tpe's
+        if base in runs:
+            seeds = [s for s in runs[name] if s in runs[base]]
+            share = {s: total_epochs(runs[name][s]) / total_epochs(runs[base][s]) for s in seeds}
+            gap = {s: final_best(runs[name][s]) - final_best(runs[base][s]) for s in seeds}
+            ms, mg = median(list(share.values())), median(list(gap.values()))
+            out.append({"strategy": name, "target": f"(b) {name} spends <= 60% of {base}'s epochs at a final best "
+                        f"within 0.5 pt of it", "per_seed": {s: [share[s], gap[s]] for s in seeds},
+                        "measured": [ms, mg], "pass": ms <= 0.60 and mg >= -TOL})
     return out
 
 
@@ -317,7 +321,7 @@ def markdown(summary: dict, checks: list[dict], trials: int, epochs: int) -> str
             share, gap = c["measured"]
             per = "; ".join(f"seed {s}: {100 * a:.0f}% of epochs, final {b:+.4f}"
                             for s, (a, b) in c["per_seed"].items())
-            measured = f"{100 * share:.0f}% of tpe's epochs, final best {gap:+.4f} vs tpe"
+            measured = f"{100 * share:.0f}% of the unpruned epochs, final best {gap:+.4f} vs unpruned"
         else:
             per = "; ".join(f"seed {s}: {'not reached' if v is None else f'{100 * v:.0f}%'}"
                             for s, v in c["per_seed"].items())
@@ -479,7 +483,7 @@ def run_task(task, workers: int, chosen: dict, args, out: Path) -> dict:
             _said(name, seed, run, f"{run['wall_s']:.0f}s")
     runs = {n: dict(sorted(by_seed.items())) for n, by_seed in runs.items()}  # seed order, not completion order
     summary = summarize(runs, chosen, args.trials, args.epochs)
-    checks = targets(summary, runs)
+    checks = targets(summary, runs, chosen)
     settings = "\n".join(f"- {n}: sampler {json.dumps(s)}, pruner {json.dumps(p)}" for n, (s, p) in chosen.items())
     text = markdown(summary, checks, args.trials, args.epochs) + "\n\n" + settings
     print(text)
@@ -493,20 +497,23 @@ def run_task(task, workers: int, chosen: dict, args, out: Path) -> dict:
 
 
 def suite_markdown(results: dict[tuple[str, int], dict], trials: int, epochs: int) -> str:
-    """One row per task and worker count: the two targets, and the final bests of random, tpe and the default."""
+    """One row per task, worker count and pruned strategy (the default, tpe+median, first): the two targets, and
+    the final bests of random, tpe and that strategy."""
     lines = [f"{trials} trials x {epochs} epochs; medians over seeds", "",
-             "| task | workers | (a) default reaches random's best in | (b) default's epochs vs tpe's, final best "
-             "vs tpe | final best: random / tpe / default |", "|---|---|---|---|---|"]
+             "| task | workers | strategy | (a) reaches random's best in | (b) epochs vs unpruned, final best vs "
+             "unpruned | final best: random / tpe / strategy |", "|---|---|---|---|---|---|"]
     for (task, workers), r in results.items():
-        checks = {c["target"][:3]: c for c in r["targets"]}
-        a, b = checks.get("(a)"), checks.get("(b)")
-        a_text = "-" if a is None else ("not reached" if a["measured"] is None else
-                                        f"{100 * a['measured']:.0f}% of random's epochs") + \
-            ("" if a is None else f" {'PASS' if a['pass'] else 'FAIL'}")
-        b_text = "-" if b is None else (f"{100 * b['measured'][0]:.0f}%, {b['measured'][1]:+.4f} "
-                                        f"{'PASS' if b['pass'] else 'FAIL'}")
-        finals = " / ".join(_f(r["summary"]["rows"].get(n, {}).get("final")) for n in ("random", "tpe", "tpe+median"))
-        lines.append(f"| {task} | {workers} | {a_text} | {b_text} | {finals} |")
+        names = list(dict.fromkeys(c["strategy"] for c in r["targets"]))
+        for name in names:
+            checks = {c["target"][:3]: c for c in r["targets"] if c["strategy"] == name}
+            a, b = checks.get("(a)"), checks.get("(b)")
+            a_text = "-" if a is None else ("not reached" if a["measured"] is None else
+                                            f"{100 * a['measured']:.0f}% of random's epochs") + \
+                ("" if a is None else f" {'PASS' if a['pass'] else 'FAIL'}")
+            b_text = "-" if b is None else (f"{100 * b['measured'][0]:.0f}%, {b['measured'][1]:+.4f} "
+                                            f"{'PASS' if b['pass'] else 'FAIL'}")
+            finals = " / ".join(_f(r["summary"]["rows"].get(n, {}).get("final")) for n in ("random", "tpe", name))
+            lines.append(f"| {task} | {workers} | {name} | {a_text} | {b_text} | {finals} |")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ means epochs 1 and 2 are never pruned, ``min_resource: 2`` means the first cut c
 
 ```yaml
 pruner: {name: median, n_startup_trials: 3, n_warmup_steps: 2}
+pruner: {name: median, floor: 0.5}      # also stop a trial below half the best completed one's F1 at its epoch
 pruner: {name: successive_halving, min_resource: 1, reduction_factor: 3}
 pruner: {name: hyperband, min_resource: 1, reduction_factor: 3}       # max_resource: the epochs
 pruner: {name: patient, patience: 2, wrapped: {name: median}}
@@ -23,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import optuna
 from pydantic import Field
 
+from search.study._floor import FloorPruner
 from search.study._named import check_named, registered_in
 from training.config import StrictModel
 
@@ -106,10 +108,13 @@ class Median(_WarmedUp):
     # the 6th, at a median final best no lower than unpruned TPE's
     n_startup_trials: int = Field(3, ge=0, description="trials that complete before any is pruned")
     n_warmup_steps: int = Field(1, ge=0, description="epochs (folds, with cv) of each trial never pruned")
+    floor: float | None = Field(None, gt=0.0, lt=1.0, description="also stop a trial whose best so far is below "
+                                "floor x the best a completed trial had at the same epoch (search/study/_floor.py)")
 
     def build(self, steps: int) -> optuna.pruners.BasePruner:
-        return optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials,
-                                           n_warmup_steps=optuna_warmup_steps(self.n_warmup_steps))
+        warmup = optuna_warmup_steps(self.n_warmup_steps)
+        median = optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=warmup)
+        return median if self.floor is None else FloorPruner(median, self.floor, self.n_startup_trials, warmup)
 
 
 @pruner

@@ -22,8 +22,9 @@ def _replay_module():
     return module
 
 
-def _with_optuna(curves: list[list[float]], startup: int, warmup: int) -> tuple[int, float]:
-    pruner = build_pruner(Median(n_startup_trials=startup, n_warmup_steps=warmup), resources=len(curves[0]))
+def _with_optuna(curves: list[list[float]], startup: int, warmup: int, floor: float | None) -> tuple[int, float]:
+    pruner = build_pruner(Median(n_startup_trials=startup, n_warmup_steps=warmup, floor=floor),
+                          resources=len(curves[0]))
     study = optuna.create_study(direction="maximize", pruner=pruner)
     used, best = 0, 0.0
     for curve in curves:
@@ -40,8 +41,10 @@ def _with_optuna(curves: list[list[float]], startup: int, warmup: int) -> tuple[
     return used, best
 
 
-@pytest.mark.parametrize("startup,warmup", [(1, 0), (2, 1), (3, 2), (5, 1)])
-def test_the_replay_stops_each_trial_where_optunas_median_pruner_does(startup, warmup):
+@pytest.mark.parametrize("startup,warmup,floor", [(1, 0, None), (2, 1, None), (3, 2, None), (5, 1, None),
+                                                  (2, 1, 0.9), (3, 0, 0.8)])
+def test_the_replay_stops_each_trial_where_optunas_median_pruner_does(startup, warmup, floor):
+    """With a floor too: the median pruner's floor (search/study/_floor.py) built as a study file asks for it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(startup * 10 + warmup)
     # learning curves of mixed quality, some late bloomers: a plateau level times a rising shape, plus noise
@@ -49,6 +52,8 @@ def test_the_replay_stops_each_trial_where_optunas_median_pruner_does(startup, w
                            + rng.normal(0, 0.03, 8), 0, 1)) for _ in range(30)]
     curves[7][1:4] = [float("nan")] * 3  # a diverged stretch, and a trial that never reported a number
     curves[12] = [float("nan")] * 8
-    replayed = _replay_module().replay([{"curve": c} for c in curves], startup, warmup)
-    assert replayed == _with_optuna(curves, startup, warmup)
+    replayed = _replay_module().replay([{"curve": c} for c in curves], startup, warmup, floor or 0.0)
+    assert replayed == _with_optuna(curves, startup, warmup, floor)
     assert replayed[0] < 30 * 8  # the rule acted
+    if floor:  # the floor stops trials the median alone lets run
+        assert replayed[0] < _replay_module().replay([{"curve": c} for c in curves], startup, warmup)[0]

@@ -29,16 +29,17 @@ def _study(tmp_path, pruner=None, sampler=None, epochs=6, **kw):
 
 
 def _first_prune(pruner: optuna.pruners.BasePruner, good: list[float], weak: list[float],
-                 n_good: int = 3) -> int | None:
-    """Run ``n_good`` trials reporting ``good`` per epoch (each asks the pruner, as a trial does), then one
-    reporting ``weak``: the epoch at which the weak one is first pruned, or None."""
+                 n_good: int = 3, completed: list[list[float]] | None = None) -> int | None:
+    """Run ``n_good`` trials reporting ``good`` per epoch (or one per curve of ``completed``; each asks the
+    pruner, as a trial does), then one reporting ``weak``: the epoch at which the weak one is first pruned, or
+    None."""
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    for _ in range(n_good):
+    for curve in completed if completed is not None else [good] * n_good:
         t = study.ask()
-        for epoch, v in enumerate(good, 1):
+        for epoch, v in enumerate(curve, 1):
             t.report(v, epoch)
             t.should_prune()
-        study.tell(t, max(good))
+        study.tell(t, max(curve))
     t = study.ask()
     for epoch, v in enumerate(weak, 1):
         t.report(v, epoch)
@@ -52,6 +53,7 @@ GOOD, WEAK = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.9, 0.9, 0.9], [0.1] * 9
 
 @pytest.mark.parametrize("spec, first", [
     ({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2}, 3),
+    ({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2, "floor": 0.5}, 3),
     ({"name": "percentile", "percentile": 25.0, "n_startup_trials": 2, "n_warmup_steps": 0}, 1),
     ({"name": "successive_halving", "min_resource": 2, "reduction_factor": 3}, 2),
     ({"name": "successive_halving", "min_resource": 1, "reduction_factor": 2, "min_early_stopping_rate": 2}, 4),
@@ -61,6 +63,22 @@ def test_each_pruner_prunes_first_where_its_keys_say(tmp_path, spec, first):
     sc = _study(tmp_path, spec, epochs=9)
     assert min_steps(sc.spec.pruner) == first
     assert _first_prune(_pruner(sc), GOOD, WEAK) == first
+
+
+def test_the_median_floor_stops_a_trial_at_chance_when_most_completed_trials_are_at_chance(tmp_path):
+    """Why the median alone does nothing on a space that mostly learns nothing: with most completed trials at chance,
+    their median is chance, and a trial at chance is not below it. The floor stops it (and never a good trial)."""
+    chance = [0.05] * 9
+
+    def first(spec: dict, weak: list[float]) -> int | None:  # one trial learned, three did not
+        return _first_prune(_pruner(_study(tmp_path, spec, epochs=9)), GOOD, weak,
+                            completed=[GOOD, chance, chance, chance])
+
+    median = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1}
+    assert first(median, chance) is None
+    assert first({**median, "floor": 0.5}, chance) == 2
+    slow = [0.05, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # half the best's 0.6 at epoch 2 is 0.3: not below
+    assert first({**median, "floor": 0.5}, slow) is None
 
 
 def test_patient_pruner_counts_epochs_after_the_best_and_defers_to_the_wrapped_one(tmp_path):
