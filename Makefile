@@ -15,14 +15,15 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/search run --study demo
 
+# two test processes (pytest-xdist): most tests wait on worker processes and the store, so two overlap well on 2 cores
 test: $(BIN)/.installed
 	$(BIN)/ruff check search training tests benchmarks
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # the inner loop: every test not marked slow (no end-to-end worker processes), in under 3 minutes on 2 cores
 test-fast: $(BIN)/.installed
 	$(BIN)/ruff check search training tests benchmarks
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -n 2 -m "not slow" -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py --quick
