@@ -73,7 +73,7 @@ def main() -> None:
     work = args.out.resolve()
     rows = []
     for seed in range(args.seeds):
-        name = f"soup-bench-s{seed}"
+        name = f"soup-bench-s{seed}-t{args.trials}-e{args.epochs}"  # a study of other settings is another store
         path = work / f"{name}.yaml"
         path.write_text(yaml.safe_dump(study(name, seed, args.trials, args.epochs), sort_keys=False))
         db = f"sqlite:///{work / f'{name}.db'}"
