@@ -18,6 +18,13 @@ from ..augment_ops import apply_plan
 __all__ = ["make_loader", "HostRing", "TensorBatches", "AlbumentationsBatches"]
 
 
+def _kept(n: int, batch_size: int, shuffle: bool) -> int:
+    """Images a pass yields: a training (shuffled) pass drops a last batch of exactly one image, a different one
+    each epoch. BatchNorm cannot train on one image once a network's feature map is 1x1 (32 px and below with
+    resnet or efficientnet: "Expected more than 1 value per channel"), and one image's step is noise anyway."""
+    return n - 1 if shuffle and n > 1 and n % batch_size == 1 else n
+
+
 def _order(n: int, shuffle: bool, weights: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
     if weights is not None:
         return torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), n, replacement=True, generator=gen)
@@ -103,11 +110,12 @@ class TensorBatches:
             raise IndexError(f"sample index out of range for a cache of {len(images)} images")
 
     def __len__(self) -> int:
-        return (len(self.index) + self.batch_size - 1) // self.batch_size
+        return (_kept(len(self.index), self.batch_size, self.shuffle) + self.batch_size - 1) // self.batch_size
 
     def _gather(self, ring: HostRing) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
         order = self.index[_order(len(self.index), self.shuffle, self.weights, gen).numpy()]
+        order = order[:_kept(len(order), self.batch_size, self.shuffle)]
         rows, capacity = tuple(self.images.shape[1:]), min(self.batch_size, len(order))
         for s in range(0, len(order), self.batch_size):
             idx = np.sort(order[s:s + self.batch_size])  # sorted: sequential reads from the memory map
@@ -232,13 +240,14 @@ class AlbumentationsBatches:
         self.shuffle, self.weights, self.seed, self.epoch = shuffle, weights, seed, 0
 
     def __len__(self) -> int:
-        return (len(self.ds) + self.batch_size - 1) // self.batch_size
+        return (_kept(len(self.ds), self.batch_size, self.shuffle) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         self.epoch += 1
         gen = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
         self.ds.compose, self.ds.epoch_seed = None, self.seed * 1000 + self.epoch
         order = _order(len(self.ds), self.shuffle, self.weights, gen).tolist()
+        order = order[:_kept(len(order), self.batch_size, self.shuffle)]
         dl = DataLoader(self.ds, batch_size=self.batch_size, sampler=order, num_workers=self.num_workers,
                         pin_memory=self.device.type == "cuda", persistent_workers=False,
                         worker_init_fn=_seed_worker, generator=gen)

@@ -114,3 +114,33 @@ def test_order_depends_only_on_seed_and_epoch():
     first = epochs(5)
     assert first == epochs(5) and first != epochs(6)
     assert first[0] != first[1] and first[0] != list(range(64))  # reshuffled every epoch
+
+
+def test_a_training_pass_drops_a_last_batch_of_one_image_and_validation_keeps_it():
+    """BatchNorm cannot train on one image at a 1x1 feature map: a shuffled pass of 33 images in batches of 16
+    yields 2 batches, leaving out a different image each epoch; an unshuffled (validation) pass yields all 33."""
+    images = _images(33, 8)
+    ld = _loader(images, batch=16)
+    left_out = set()
+    for _ in range(4):
+        batches = [y.tolist() for _, y in ld]
+        assert [len(b) for b in batches] == [16, 16] and len(ld) == 2
+        left_out |= set(range(33)) - {i for b in batches for i in b}
+    assert len(left_out) > 1
+    val = make_loader(images, np.arange(33), np.arange(33), batch_size=16, spec=None, mean=(0, 0, 0),
+                      std=(1, 1, 1), device=CPU, channels_last=False, shuffle=False)
+    assert [len(y) for _, y in val] == [16, 16, 1] and len(val) == 3
+
+
+def test_a_trial_whose_train_split_leaves_one_image_over_trains_at_a_1x1_feature_map(tmp_path):
+    import json
+
+    import imagegen
+    from training import fit, parse_config
+
+    data = {"source": "digits", "image_size": 16, "limit": 120}  # test_resnet: a 1x1 map before its BatchNorm
+    fit(parse_config(imagegen.base_config(data, tmp_path, train={"epochs": 1, "batch_size": 16})), tmp_path / "probe")
+    n = len(json.loads((tmp_path / "probe" / "split.json").read_text())["train"])
+    r = fit(parse_config(imagegen.base_config(data, tmp_path, train={"epochs": 2, "batch_size": n - 1})),
+            tmp_path / "run")
+    assert len(r["history"]) == 2
