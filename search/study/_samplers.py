@@ -59,10 +59,15 @@ class Tpe(Sampler):
     seed: Seed = 0
     n_startup_trials: Startup = Field("auto", description="random trials before TPE models the space; auto: "
                                       "a share of the budget (see startup_trials)")
+    multivariate: bool = Field(True, description="one joint density over the parameters (and per group of a "
+                               "conditional space) instead of one per parameter")
+    constant_liar: bool = Field(True, description="running trials count as poor ones, so parallel workers do not "
+                                "all sample next to the same running trial")
 
     def build(self, seed: int | None, budget: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(n_startup_trials=startup_trials(self.n_startup_trials, budget), seed=seed,
-                                          multivariate=True, group=True, constant_liar=True)
+                                          multivariate=self.multivariate, group=self.multivariate,
+                                          constant_liar=self.constant_liar)
 
 
 @sampler

@@ -172,3 +172,14 @@ def test_a_section_without_a_name_is_the_default_one(tmp_path):
     assert (sc.spec.sampler.name, sc.spec.sampler.seed) == ("tpe", 7)
     sc = _study(tmp_path, {"name": "patient", "patience": 1, "wrapped": {"n_warmup_steps": 0}}, epochs=5)
     assert sc.spec.pruner.wrapped.name == "median"
+
+
+def test_tpe_keys_reach_optunas_sampler(tmp_path):
+    """multivariate (with group) and constant liar are on by default; the study file can turn each off."""
+    sc = _study(tmp_path, {"n_startup_trials": 3}, sampler={"seed": 7}, epochs=3)
+    tpe = _sampler(sc, 0, 0, 24)
+    assert (tpe._multivariate, tpe._group, tpe._constant_liar, tpe._n_startup_trials) == (True, True, True, 8)
+    sc = _study(tmp_path, {"n_startup_trials": 3}, sampler={"multivariate": False, "constant_liar": False,
+                                                            "n_startup_trials": 4}, epochs=3)
+    tpe = _sampler(sc, 0, 0, 24)
+    assert (tpe._multivariate, tpe._group, tpe._constant_liar, tpe._n_startup_trials) == (False, False, False, 4)
