@@ -422,6 +422,9 @@ def _arguments() -> argparse.ArgumentParser:
                     help="the generated images and their decode cache")
     ap.add_argument("--reuse", action="store_true", help="reuse the records in --out/runs of runs whose study "
                     "file would be identical (to tune one strategy against baselines already run)")
+    ap.add_argument("--random-from-w1", action="store_true", help="with --workers 2 (and a suite's folders under "
+                    "--out): random search's runs are the same seeds' 1-worker runs, where they exist (its draws "
+                    "ignore the trials before them, so its outcome's distribution does not depend on the workers)")
     ap.add_argument("--smoke", action="store_true", help=f"tiny: {', '.join(SMOKE_STRATEGIES)}, 1 seed, 4 trials "
                     "of 2 epochs, 6 classes, pruning from the first epoch")
     return ap
@@ -446,7 +449,7 @@ def _strategies(args, ap) -> dict:
     return {n: strategies[n] for n in names}
 
 
-def run_task(task, workers: int, chosen: dict, args, out: Path) -> dict:
+def run_task(task, workers: int, chosen: dict, args, out: Path, task_name: str = "noisy12") -> dict:
     """Every chosen strategy x seed on ``task`` with ``workers`` workers per run; writes results.md, results.json
     and search_efficiency.png to ``out``; returns the summary and the target checks."""
     data, extra = task.build(args.cache), task.training()
@@ -467,7 +470,13 @@ def run_task(task, workers: int, chosen: dict, args, out: Path) -> dict:
                 study = study_dict(f"eff-{name.replace('+', '-')}-s{seed}", sampler, pruner, seed, args.trials,
                                    args.epochs, data, args.cache, extra)
                 record = kept / f"{run_key(name, study)}{'' if workers == 1 else f'-w{workers}'}.json"
-                if args.reuse and record.is_file():
+                # random search's draws ignore earlier trials, so its outcome's distribution does not depend on the
+                # workers: with --random-from-w1, a several-worker block takes the same seeds' 1-worker runs
+                one = out.parent / f"{task_name}-w1" / "runs" / f"{run_key(name, study)}.json"
+                if workers > 1 and name == "random" and args.random_from_w1 and one.is_file():
+                    runs[name][seed] = json.loads(one.read_text())
+                    _said(name, seed, runs[name][seed], f"1-worker run, from {one.parent.parent.name}")
+                elif args.reuse and record.is_file():
                     runs[name][seed] = json.loads(record.read_text())
                     _said(name, seed, runs[name][seed], "reused")
                 else:
@@ -534,7 +543,7 @@ def main() -> None:
         task = Task(**SMOKE_TASK) if args.smoke and name == "noisy12" else TASKS[name]
         for w in workers:
             out = args.out if single else args.out / f"{name}-w{w}"
-            results[(name, w)] = run_task(task, w, chosen, args, out)
+            results[(name, w)] = run_task(task, w, chosen, args, out, name)
     if not single:
         text = suite_markdown(results, args.trials, args.epochs)
         print(text)

@@ -1,0 +1,275 @@
+"""Search strategies on a table of real learning curves: many seeds, budgets and worker counts in minutes.
+
+``benchmarks/search_efficiency.py`` trains every trial for real, so a block of the suite (one task, one worker
+count, a few strategies x 3 seeds) costs 10-40 minutes of both cores, and at 5-10 pt of macro-F1 from seed to
+seed three seeds decide little. Training in that benchmark is seeded: a configuration's curve is a function of
+its parameters. This benchmark keeps the curves its unpruned runs recorded (random and TPE, each trial's
+parameters, its macro-F1 after every epoch, its final value and its seconds) and answers a new configuration
+with the curve of the nearest recorded one (a tabular surrogate, as in HPO benchmarks such as HPOBench's).
+
+Everything else is the service's own: the study file's sampler and pruner keys built by search/study (TPE with
+its multivariate, group and constant-liar settings, the median pruner and its floor, ...), each worker's sampler
+seeded by search/workers' ``worker_seed``, parameters drawn by search/study's ``sample_params``, and with
+several workers, one Optuna study per worker on one shared store, each trial's epochs reported one by one in the
+order the workers' clocks (each epoch takes the recorded trial's seconds) put them, so the pruner sees the
+other worker's running trials as in a real run. The targets and tables are search_efficiency.py's.
+
+What it cannot show: a configuration better than any recorded one (the table's best is the ceiling), or a
+difference between two configurations closer to each other than to any other row. It prints how well the
+nearest row predicts a held-out row (leave-one-out over the table) so that the reader can judge that.
+
+    python benchmarks/search_efficiency.py --tasks mask18,noisy12,multilabel --workers 1 --trials 24 \
+        --epochs 10 --strategies random,tpe --seeds 6 --out runs/pool        # the table: real runs, ~1 h
+    python benchmarks/search_surrogate.py --pool runs/pool --trials 16,24,50 --workers 1,2 --seeds 40
+    python benchmarks/search_surrogate.py --pool runs/pool --variant w3=tpe+median \
+        --set w3.pruner.n_warmup_steps=3 --first-seed 1000       # a candidate, on seeds not used to choose it
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import search_efficiency as eff  # noqa: E402  (benchmarks/search_efficiency.py)
+
+WEIGHTS = (0.25, 1.0, 4.0)  # per numeric parameter, the nearest-row metric's scale: chosen by leave-one-out
+
+
+class Table:
+    """Recorded trials of one task: parameters -> (curve, value, seconds per epoch), answered by the nearest row."""
+
+    def __init__(self, rows: list[dict], space: dict, epochs: int) -> None:
+        self.rows, self.space, self.epochs = rows, space, epochs
+        self.keys = list(space)
+        self.x = np.array([self._encode(r["params"]) for r in rows])
+        self.weights = np.ones(len(self.keys))
+        self.values = np.array([r["value"] for r in rows])
+
+    @classmethod
+    def load(cls, folder: Path, space: dict, epochs: int) -> Table:
+        """Every COMPLETE trial of full length in ``folder``'s run records (search_efficiency.py's
+        ``--out DIR/TASK-w1/runs/*.json``), one row per distinct configuration."""
+        rows, seen = [], set()
+        for path in sorted(folder.glob("*.json")):
+            run = json.loads(path.read_text())
+            for t in run["trials"]:
+                if t["state"] != "COMPLETE" or len(t["curve"]) != epochs or set(t["params"]) != set(space):
+                    continue
+                key = json.dumps(t["params"], sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    rows.append({"params": t["params"], "curve": t["curve"], "value": t["value"],
+                                 "s_per_epoch": t["seconds"] / epochs})
+        if not rows:
+            raise SystemExit(f"{folder}: no complete {epochs}-epoch trials over {', '.join(space)}; run "
+                             "search_efficiency.py's unpruned strategies there first (see this file's docstring)")
+        return cls(rows, space, epochs)
+
+    def _encode(self, params: dict) -> list[float]:
+        """Each parameter in [0, 1] (log where the space is log; a numeric choice by its rank); a text choice
+        its index times 10, so that rows of another optimizer are never the nearest while one of its own is."""
+        out = []
+        for key in self.keys:
+            p, v = self.space[key], params[key]
+            if "choices" in p:
+                choices = p["choices"]
+                numeric = all(isinstance(c, (int, float)) for c in choices)
+                out.append(choices.index(v) / max(1, len(choices) - 1) if numeric else 10.0 * choices.index(v))
+            elif p.get("log"):
+                out.append((math.log(v) - math.log(p["low"])) / (math.log(p["high"]) - math.log(p["low"])))
+            else:
+                out.append((v - p["low"]) / (p["high"] - p["low"]))
+        return out
+
+    def nearest(self, params: dict) -> dict:
+        d = (((self.x - np.asarray(self._encode(params))) * self.weights) ** 2).sum(1)
+        return self.rows[int(np.argmin(d))]
+
+    def fit_weights(self) -> dict:
+        """Choose each numeric parameter's scale (from WEIGHTS) that best predicts a row's final value from its
+        nearest other row (leave-one-out); returns the fit's figures."""
+        numeric = [i for i, k in enumerate(self.keys) if "choices" not in self.space[k]
+                   or all(isinstance(c, (int, float)) for c in self.space[k]["choices"])]
+        best = (math.inf, None)
+        for combo in itertools.product(WEIGHTS, repeat=len(numeric)):
+            w = np.ones(len(self.keys))
+            w[numeric] = combo
+            err = float(np.abs(self._loo(w) - self.values).mean())
+            best = min(best, (err, tuple(w)), key=lambda b: b[0])
+        self.weights = np.asarray(best[1])
+        return self.fidelity()
+
+    def _loo(self, w: np.ndarray) -> np.ndarray:
+        z = self.x * w
+        d = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return self.values[d.argmin(1)]
+
+    def fidelity(self) -> dict:
+        """Leave-one-out: each row's final value against its nearest other row's."""
+        from scipy.stats import spearmanr
+
+        pred = self._loo(self.weights)
+        top = self.values >= np.quantile(self.values, 0.9)
+        return {"rows": len(self.rows), "weights": dict(zip(self.keys, map(float, self.weights))),
+                "mae": float(np.abs(pred - self.values).mean()),
+                "spearman": float(spearmanr(pred, self.values).statistic),
+                "mae_top10": float(np.abs(pred[top] - self.values[top]).mean()),
+                "best": float(self.values.max()), "median": float(np.median(self.values))}
+
+
+def simulate(table: Table, sampler: dict, pruner: dict, seed: int, trials: int, workers: int, name: str) -> dict:
+    """One study on the table, as ``search run --workers K`` runs it; returns search_efficiency.py's record."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.study import build_pruner, build_sampler, sample_params
+    from search.study._study_file import StudyFile
+    from search.workers import worker_seed
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study_name = f"sim-{name.replace('+', '-')}-s{seed}"
+    spec = StudyFile.model_validate({"name": study_name, "sampler": {**sampler, "seed": seed}, "pruner": pruner,
+                                     "search_space": table.space})
+    storage = optuna.storages.InMemoryStorage()
+    studies = [optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+                                   sampler=build_sampler(spec.sampler, worker_seed(seed, w, 0), trials),
+                                   pruner=build_pruner(spec.pruner, table.epochs)) for w in range(workers)]
+    space = spec.search_space
+    clock = [(0.0, w) for w in range(workers)]  # (when the worker's next event is, worker)
+    running: dict[int, tuple] = {}
+    asked, rows, now = 0, [], 0.0
+    while clock:
+        now, w = heapq.heappop(clock)
+        if w in running:
+            trial, row, epoch, start = running.pop(w)
+            value = row["curve"][epoch - 1]
+            trial.report(value, epoch)
+            if epoch == table.epochs or trial.should_prune():
+                done = epoch == table.epochs
+                studies[w].tell(trial, row["value"] if done else None,
+                                state=TrialState.COMPLETE if done else TrialState.PRUNED)
+                rows.append({"number": trial.number, "state": "COMPLETE" if done else "PRUNED", "epochs": epoch,
+                             "value": row["value"] if done else None, "seconds": now - start,
+                             "curve": row["curve"][:epoch], "params": trial.params})
+            else:
+                running[w] = (trial, row, epoch + 1, start)
+                heapq.heappush(clock, (now + row["s_per_epoch"], w))
+                continue
+        if asked < trials:
+            asked += 1
+            trial = studies[w].ask()
+            row = table.nearest(sample_params(trial, space, {}))
+            running[w] = (trial, row, 1, now)
+            heapq.heappush(clock, (now + row["s_per_epoch"], w))
+    return {"strategy": name, "seed": seed, "sampler": sampler, "pruner": pruner, "wall_s": now, "trials": rows}
+
+
+def _one(job: tuple) -> tuple:
+    key, table, sampler, pruner, seed, trials, workers, name = job
+    return key, simulate(table, sampler, pruner, seed, trials, workers, name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", type=Path, required=True, help="a search_efficiency.py --out folder whose TASK-w1 "
+                    "(or TASK-w2) runs/ hold unpruned runs")
+    ap.add_argument("--tasks", default="mask18,noisy12,multilabel")
+    ap.add_argument("--epochs", type=int, default=10, help="the recorded trials' epochs")
+    ap.add_argument("--trials", default="24", help="budgets, e.g. 16,24,50")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--seeds", type=int, default=40)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--strategies", default="random,tpe,tpe+median")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME.PART.KEY=VALUE")
+    ap.add_argument("--variant", action="append", default=[], metavar="NEW=BASE")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="default: --pool/surrogate")
+    args = ap.parse_args()
+    args.smoke = False
+    chosen = eff._strategies(args, ap)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    budgets = [int(b) for b in args.trials.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+    out = args.out or args.pool / "surrogate"
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for task in tasks:
+        folders = [f / "runs" for f in sorted(args.pool.glob(f"{task}-w*")) if (f / "runs").is_dir()]
+        if not folders:
+            raise SystemExit(f"--pool {args.pool}: no {task}-w1/runs (or -w2) folder; see the docstring")
+        table = Table.load(folders[0], eff.SPACE, args.epochs)
+        for extra in folders[1:]:
+            more = Table.load(extra, eff.SPACE, args.epochs)
+            have = {json.dumps(r["params"], sort_keys=True) for r in table.rows}
+            table = Table(table.rows + [r for r in more.rows if json.dumps(r["params"], sort_keys=True) not in have],
+                          eff.SPACE, args.epochs)
+        fit = table.fit_weights()
+        tables[task] = table
+        print(f"{task}: {fit['rows']} recorded configurations; nearest other row predicts a row's final macro-F1 "
+              f"with MAE {fit['mae']:.3f} (top 10%: {fit['mae_top10']:.3f}), Spearman {fit['spearman']:.2f}; "
+              f"table best {fit['best']:.3f}, median {fit['median']:.3f}; weights {fit['weights']}", flush=True)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [((task, b, w, name, s), tables[task], sampler, pruner, s, b, w, name)
+            for task in tasks for b in budgets for w in workers for name, (sampler, pruner) in chosen.items()
+            for s in seeds]
+    runs: dict = {}
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for (task, b, w, name, s), run in pool.map(_one, jobs, chunksize=4):
+            runs.setdefault((task, b, w), {}).setdefault(name, {})[s] = run
+    results, lines = {}, []
+    for (task, b, w), by_name in runs.items():
+        summary = eff.summarize(by_name, chosen, b, args.epochs)
+        checks = eff.targets(summary, by_name, chosen)
+        results[(task, b, w)] = {"summary": summary, "targets": checks}
+        lines.append(f"### {task}, {b} trials, {w} worker(s)\n\n" + eff.suite_markdown(
+            {(task, w): results[(task, b, w)]}, b, args.epochs))
+    text = "\n\n".join(lines) + "\n\n" + holds(results, chosen, seeds)
+    print(text)
+    (out / "surrogate.md").write_text(text + "\n")
+    (out / "surrogate.json").write_text(json.dumps(
+        {"strategies": chosen, "seeds": list(seeds), "fidelity": {t: tb.fidelity() for t, tb in tables.items()},
+         "cells": {"|".join(map(str, k)): {"targets": v["targets"], "final": {
+             n: r["final"] for n, r in v["summary"]["rows"].items()}} for k, v in results.items()}}, indent=1,
+        default=str))
+    print(f"wrote {out / 'surrogate.md'}, surrogate.json")
+
+
+def holds(results: dict, chosen: dict, seeds) -> str:
+    """Per pruned strategy: in how many cells (task x budget x workers) each target holds, and the worst cell."""
+    lines = [f"Seeds {seeds.start}-{seeds.stop - 1} (medians over {len(seeds)} seeds per cell)", "",
+             "| strategy | (a) holds | (b) holds | both | (a) per cell: share of random's epochs | "
+             "(b) per cell: share of unpruned epochs, final best vs unpruned |", "|---|---|---|---|---|---|"]
+    for name in chosen:
+        a, b, both, a_cells, b_cells = 0, 0, 0, [], []
+        for (task, budget, w), r in results.items():
+            c = {x["target"][:3]: x for x in r["targets"] if x["strategy"] == name}
+            if not c:
+                continue
+            ok_a, ok_b = c["(a)"]["pass"], c["(b)"]["pass"]
+            a, b, both = a + ok_a, b + ok_b, both + (ok_a and ok_b)
+            m = c["(a)"]["measured"]
+            a_cells.append(f"{task}/{budget}/w{w} {'-' if m is None else f'{100 * m:.0f}%'}")
+            share, gap = c["(b)"]["measured"]
+            b_cells.append(f"{task}/{budget}/w{w} {100 * share:.0f}% {100 * gap:+.1f}")
+        if a_cells:
+            n = len(a_cells)
+            lines.append(f"| {name} | {a}/{n} | {b}/{n} | {both}/{n} | {'; '.join(a_cells)} | {'; '.join(b_cells)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
