@@ -17,7 +17,8 @@ of issue #13 with the measured values. Writes ``results.md``, ``results.json`` a
 (best macro-F1 against epochs, mean and median over seeds) to ``--out``. A trial trains 20 epochs by default,
 as the shipped apple-effb4 study does (users train 12 to 50): the share of a trial that pruning after epoch 2
 saves, and how well epoch 2 ranks the trials, both depend on it. ``benchmarks/prune_replay.py`` replays pruner
-settings on the unpruned runs this writes.
+settings on the unpruned runs this writes; ``benchmarks/search_surrogate.py`` runs whole strategies (sampler and
+pruner, 1 or 2 workers, any budget) on their recorded curves, 100 seeds a cell in minutes.
 
     python benchmarks/search_efficiency.py              # 6 strategies x 5 seeds x 20 epochs: ~21 min on 2 cores
     python benchmarks/search_efficiency.py --epochs 8           # short trials: the other task RESULTS.md records
