@@ -89,14 +89,18 @@ def test_two_workers_overlap_keep_the_budget_and_are_reproducible(tmp_path):
 @pytest.mark.slow
 def test_cli_prints_both_targets_per_cell_and_the_tally(tmp_path):
     _records(tmp_path / "pool" / "t1-w1" / "runs")
+    _records(tmp_path / "later" / "t1-w2" / "runs", n=30, seed=1)  # configurations the table does not hold
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_surrogate.py"), "--pool",
-                        str(tmp_path / "pool"), "--tasks", "t1", "--epochs", str(EPOCHS), "--trials", "12",
+                        str(tmp_path / "pool"), "--held-out", str(tmp_path / "later"), "--tasks", "t1",
+                        "--epochs", str(EPOCHS), "--trials", "12",
                         "--workers", "1,2", "--seeds", "2", "--jobs", "1", "--set",
                         "tpe*.sampler.n_startup_trials=4", "--variant", "w2=tpe+median",
                         "--set", "w2.pruner.n_warmup_steps=2"],
                        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "t1: 120 recorded configurations" in r.stdout
+    assert "t1: held out: 30 completed configurations the table does not hold" in r.stdout
+    assert "Trials answered by a row their run had drawn before" in r.stdout
     for w in (1, 2):
         assert f"### t1, 12 trials, {w} worker(s)" in r.stdout
     rows = [line for line in r.stdout.splitlines() if line.startswith(("| tpe+median | t1 | 12 |", "| w2 | t1 | 12 |"))]
