@@ -453,7 +453,7 @@ def _strategies(args, ap) -> dict:
     return {n: strategies[n] for n in names}
 
 
-def run_task(task, workers: int, chosen: dict, args, out: Path, task_name: str = "noisy12") -> dict:
+def run_task(task, workers: int, chosen: dict, args, out: Path, task_name: str) -> dict:
     """Every chosen strategy x seed on ``task`` with ``workers`` workers per run; writes results.md, results.json
     and search_efficiency.png to ``out``; returns the summary and the target checks."""
     data, extra = task.build(args.cache), task.training()

@@ -63,11 +63,11 @@ class Table:
         self.values = np.array([r["value"] for r in rows])
 
     @classmethod
-    def load(cls, folder: Path, space: dict, epochs: int) -> Table:
-        """Every COMPLETE trial of full length in ``folder``'s run records (search_efficiency.py's
-        ``--out DIR/TASK-w1/runs/*.json``), one row per distinct configuration."""
+    def load(cls, folders: list[Path], space: dict, epochs: int) -> Table:
+        """Every COMPLETE trial of full length in the ``folders``' run records (search_efficiency.py's
+        ``--out DIR/TASK-wN/runs/*.json``), one row per distinct configuration."""
         rows, seen = [], set()
-        for path in sorted(folder.glob("*.json")):
+        for path in sorted(p for folder in folders for p in folder.glob("*.json")):
             run = json.loads(path.read_text())
             for t in run["trials"]:
                 if t["state"] != "COMPLETE" or len(t["curve"]) != epochs or set(t["params"]) != set(space):
@@ -78,8 +78,9 @@ class Table:
                     rows.append({"params": t["params"], "curve": t["curve"], "value": t["value"],
                                  "s_per_epoch": t["seconds"] / epochs})
         if not rows:
-            raise SystemExit(f"{folder}: no complete {epochs}-epoch trials over {', '.join(space)}; run "
-                             "search_efficiency.py's unpruned strategies there first (see this file's docstring)")
+            raise SystemExit(f"{', '.join(map(str, folders))}: no complete {epochs}-epoch trials over "
+                             f"{', '.join(space)}; run search_efficiency.py's unpruned strategies there first (see "
+                             "this file's docstring)")
         return cls(rows, space, epochs)
 
     def _encode(self, params: dict) -> list[float]:
@@ -206,6 +207,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NEW=BASE")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="default: --pool/surrogate")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out's surrogate.md and surrogate.json")
     ap.add_argument("--held-out", type=Path, default=None, help="a search_efficiency.py --out folder whose runs "
                     "drew configurations the table does not hold: how well the nearest row predicts their final "
                     "macro-F1 and their macro-F1 after epoch 2 (what a pruner first judges)")
@@ -216,18 +218,16 @@ def main() -> None:
     budgets = [int(b) for b in args.trials.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     out = args.out or args.pool / "surrogate"
+    if (out / "surrogate.md").exists() and not args.overwrite:
+        raise SystemExit(f"{out / 'surrogate.md'} holds an earlier run's results: give another --out, or "
+                         "--overwrite to replace them")
     out.mkdir(parents=True, exist_ok=True)
     tables = {}
     for task in tasks:
         folders = [f / "runs" for f in sorted(args.pool.glob(f"{task}-w*")) if (f / "runs").is_dir()]
         if not folders:
             raise SystemExit(f"--pool {args.pool}: no {task}-w1/runs (or -w2) folder; see the docstring")
-        table = Table.load(folders[0], eff.SPACE, args.epochs)
-        for extra in folders[1:]:
-            more = Table.load(extra, eff.SPACE, args.epochs)
-            have = {json.dumps(r["params"], sort_keys=True) for r in table.rows}
-            table = Table(table.rows + [r for r in more.rows if json.dumps(r["params"], sort_keys=True) not in have],
-                          eff.SPACE, args.epochs)
+        table = Table.load(folders, eff.SPACE, args.epochs)
         fit = table.fit_weights()
         tables[task] = table
         print(f"{task}: {fit['rows']} recorded configurations; fitted leave-one-out, the nearest other row predicts a "

@@ -52,7 +52,7 @@ def _records(folder: Path, n: int = 120, seed: int = 0) -> None:
 def test_nearest_row_answers_a_recorded_configuration_with_its_own_curve(tmp_path):
     m = _module()
     _records(tmp_path / "t-w1" / "runs")
-    table = m.Table.load(tmp_path / "t-w1" / "runs", m.eff.SPACE, EPOCHS)
+    table = m.Table.load([tmp_path / "t-w1" / "runs"], m.eff.SPACE, EPOCHS)
     assert len(table.rows) == 120
     for row in table.rows[:10]:
         assert table.nearest(row["params"]) is row
@@ -65,7 +65,7 @@ def test_nearest_row_answers_a_recorded_configuration_with_its_own_curve(tmp_pat
 def test_two_workers_overlap_keep_the_budget_and_are_reproducible(tmp_path):
     m = _module()
     _records(tmp_path / "t-w1" / "runs")
-    table = m.Table.load(tmp_path / "t-w1" / "runs", m.eff.SPACE, EPOCHS)
+    table = m.Table.load([tmp_path / "t-w1" / "runs"], m.eff.SPACE, EPOCHS)
     tpe = {"name": "tpe", "n_startup_trials": 4}
     median = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
     run = m.simulate(table, tpe, median, seed=3, trials=20, workers=2, name="tpe+median")
@@ -108,3 +108,9 @@ def test_cli_prints_both_targets_per_cell_and_the_tally(tmp_path):
     assert "- tpe+median: both targets hold in" in r.stdout and "of 2 cells" in r.stdout
     saved = json.loads((tmp_path / "pool" / "surrogate" / "surrogate.json").read_text())
     assert set(saved["cells"]) == {"t1|12|1", "t1|12|2"}
+    # a second run does not replace the first one's results by default
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_surrogate.py"), "--pool",
+                            str(tmp_path / "pool"), "--tasks", "t1", "--epochs", str(EPOCHS), "--seeds", "1"],
+                           cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert json.loads((tmp_path / "pool" / "surrogate" / "surrogate.json").read_text()) == saved
