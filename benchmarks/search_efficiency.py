@@ -21,14 +21,18 @@ settings on the unpruned runs this writes; ``benchmarks/search_surrogate.py`` ru
 pruner, 1 or 2 workers, any budget) on their recorded curves, 100 seeds a cell in minutes.
 
     python benchmarks/search_efficiency.py              # 6 strategies x 5 seeds x 20 epochs: ~21 min on 2 cores
-    python benchmarks/search_efficiency.py --epochs 8           # short trials: the other task RESULTS.md records
-    python benchmarks/search_efficiency.py --strategies random,tpe+median --seeds 3
-    python benchmarks/search_efficiency.py --set tpe+median.pruner.n_warmup_steps=3   # try another setting
+    python benchmarks/search_efficiency.py --epochs 8 --out runs/eff8   # short trials: RESULTS.md's other task
+    python benchmarks/search_efficiency.py --strategies random,tpe+median --seeds 3 --out runs/eff-3seeds
+    python benchmarks/search_efficiency.py --set tpe+median.pruner.n_warmup_steps=3 --overwrite  # another setting
     python benchmarks/search_efficiency.py --reuse --strategies random,tpe --variant w3=tpe+median \
         --set w3.pruner.n_warmup_steps=3              # a variant beside baselines already run (--reuse)
     python benchmarks/search_efficiency.py --tasks noisy12,mask18,multilabel --workers 1,2 --trials 24 \
         --epochs 10 --strategies random,tpe,tpe+median   # the suite: suite.md, a folder per task and worker count
     python benchmarks/search_efficiency.py --smoke              # seconds: checks that it runs
+
+A suite's ``suite.md`` also says how firm each cell's verdict is: the share of 1000 bootstrap resamples of the
+seeds in which both targets hold. An ``--out`` that holds an earlier run's results is refused unless ``--reuse``
+(keep its runs, add to them) or ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -426,6 +430,8 @@ def _arguments() -> argparse.ArgumentParser:
                     help="the generated images and their decode cache")
     ap.add_argument("--reuse", action="store_true", help="reuse the records in --out/runs of runs whose study "
                     "file would be identical (to tune one strategy against baselines already run)")
+    ap.add_argument("--overwrite", action="store_true", help="run again into an --out that holds an earlier run's "
+                    "results: remove them first (its tables, figures and run records; --reuse keeps the records)")
     ap.add_argument("--random-from-w1", action="store_true", help="with --workers 2 (and a suite's folders under "
                     "--out): random search's runs are the same seeds' 1-worker runs, where they exist (its draws "
                     "ignore the trials before them, so its outcome's distribution does not depend on the workers)")
@@ -530,6 +536,47 @@ def suite_markdown(results: dict[tuple[str, int], dict], trials: int, epochs: in
     return "\n".join(lines)
 
 
+def holds(results: dict, chosen: dict, seeds, resamples: int = 1000) -> str:
+    """Per pruned strategy and cell (task x budget x workers): both targets, how often both hold when the seeds
+    are resampled (bootstrap: how firm a pass or a fail is), the mean of the final-best gaps beside their median,
+    and the share of seeds whose gap is exactly 0 (both runs' best is the same configuration: a start-up trial
+    they share, or in search_surrogate.py the same recorded row, which its table makes likelier than real
+    training does); then a tally per strategy. ``results``: {(task, trials, workers): {"targets": ...}}."""
+    rng = np.random.default_rng(0)
+    lines = [f"Seeds {seeds.start}-{seeds.stop - 1} (medians over {len(seeds)} seeds per cell; resampled "
+             f"{resamples} times)", "",
+             "| strategy | task | trials | workers | (a) share of random's epochs | (b) share of unpruned epochs, "
+             "final best vs unpruned (mean; ties) | both hold | both hold in resamples |", "|---" * 8 + "|"]
+    tally = []
+    for name in chosen:
+        n = both = 0
+        for (task, budget, w), r in results.items():
+            c = {x["target"][:3]: x for x in r["targets"] if x["strategy"] == name}
+            if "(a)" not in c or "(b)" not in c:  # targets need random and the unpruned sampler among the strategies
+                continue
+            reach, paired = c["(a)"]["per_seed"], c["(b)"]["per_seed"]
+            seeds_both = [s for s in reach if s in paired]  # one seed's (a) and (b) resampled together
+            a = np.array([math.inf if reach[s] is None else reach[s] for s in seeds_both])
+            share = np.array([paired[s][0] for s in seeds_both])
+            gap = np.array([paired[s][1] for s in seeds_both])
+            pick = rng.integers(0, len(a), (resamples, len(a)))
+            firm = float(np.mean((np.median(a[pick], 1) <= REACH_SHARE)
+                                 & (np.median(share[pick], 1) <= EPOCH_SHARE)
+                                 & (np.median(gap[pick], 1) >= -TOL)))
+            ok = c["(a)"]["pass"] and c["(b)"]["pass"]
+            n, both = n + 1, both + ok
+            m = c["(a)"]["measured"]
+            lines.append(f"| {name} | {task} | {budget} | {w} | {'not reached' if m is None else f'{100 * m:.0f}%'} | "
+                         f"{100 * np.median(share):.0f}%, {100 * np.median(gap):+.1f} pt ({100 * gap.mean():+.1f}; "
+                         f"{100 * np.mean(gap == 0):.0f}%) | {'yes' if ok else 'no'} | {100 * firm:.0f}% |")
+        if n:
+            tally.append(f"- {name}: both targets hold in {both} of {n} cells")
+    return "\n".join(lines + [""] + tally)
+
+
+OUTPUTS = ("results.md", "results.json", "search_efficiency.png", "runs/*.json")  # what run_task writes
+
+
 def main() -> None:
     ap = _arguments()
     args = ap.parse_args()
@@ -545,6 +592,19 @@ def main() -> None:
     if args.random_from_w1 and single:
         raise SystemExit("--random-from-w1 takes the 1-worker runs from --out/TASK-w1: give --workers 1,2 (or "
                          "several --tasks), so that the runs are kept in that layout")
+    if args.reuse and args.overwrite:
+        raise SystemExit("--reuse keeps --out's runs and --overwrite removes them: give one of the two")
+    # what this run writes: --out's files, or a suite's suite.md and its TASK-wN folders
+    places = [(args.out, OUTPUTS)] if single else [(args.out, ("suite.md",))] + [
+        (args.out / f"{name}-w{w}", OUTPUTS) for name in tasks for w in workers]
+    earlier = [found for folder, patterns in places for pattern in patterns for found in folder.glob(pattern)
+               if found.is_file()]
+    if earlier and not (args.reuse or args.overwrite):
+        raise SystemExit(f"--out {args.out} holds an earlier run's results ({earlier[0]}): give another --out, "
+                         "--reuse to keep its runs and add to them, or --overwrite to replace them")
+    if args.overwrite:
+        for found in earlier:
+            found.unlink()
     results = {}
     for name in tasks:
         task = Task(**SMOKE_TASK) if args.smoke and name == "noisy12" else TASKS[name]
@@ -552,7 +612,9 @@ def main() -> None:
             out = args.out if single else args.out / f"{name}-w{w}"
             results[(name, w)] = run_task(task, w, chosen, args, out, name)
     if not single:
-        text = suite_markdown(results, args.trials, args.epochs)
+        text = suite_markdown(results, args.trials, args.epochs) + "\n\n" + holds(
+            {(t, args.trials, w): r for (t, w), r in results.items()}, chosen,
+            range(args.first_seed, args.first_seed + args.seeds))
         print(text)
         (args.out / "suite.md").write_text(text + "\n")
         print(f"wrote {args.out / 'suite.md'}", flush=True)

@@ -16,7 +16,10 @@ other worker's running trials as in a real run. The targets and tables are searc
 
 What it cannot show: a configuration better than any recorded one (the table's best is the ceiling), or a
 difference between two configurations closer to each other than to any other row. It prints how well the
-nearest row predicts a held-out row (leave-one-out over the table) so that the reader can judge that.
+nearest row predicts a held-out row (leave-one-out over the table) so that the reader can judge that. By default
+two trials of a run may land on the same row, so a winner that a pruner stopped can come back whole: real
+training gives a nearby configuration a curve of its own. ``--fresh`` answers each trial with the nearest row its
+run has not drawn yet, which takes that second chance away.
 
     python benchmarks/search_efficiency.py --tasks mask18,noisy12,multilabel --workers 1 --trials 24 \
         --epochs 10 --strategies random,tpe --seeds 8 --out runs/pool     # the table: real runs, ~50 min
@@ -99,9 +102,12 @@ class Table:
                 out.append((v - p["low"]) / (p["high"] - p["low"]))
         return out
 
-    def nearest(self, params: dict) -> dict:
+    def nearest(self, params: dict, skip: set[int] = frozenset()) -> int:
+        """The index of the row nearest ``params``, other than those in ``skip`` (while any other is left)."""
         d = (((self.x - np.asarray(self._encode(params))) * self.weights) ** 2).sum(1)
-        return self.rows[int(np.argmin(d))]
+        if skip and len(skip) < len(d):
+            d[list(skip)] = np.inf
+        return int(np.argmin(d))
 
     def fit_weights(self) -> dict:
         """Choose each numeric parameter's scale (from WEIGHTS) that best predicts a row's final value from its
@@ -136,8 +142,12 @@ class Table:
                 "best": float(self.values.max()), "median": float(np.median(self.values))}
 
 
-def simulate(table: Table, sampler: dict, pruner: dict, seed: int, trials: int, workers: int, name: str) -> dict:
-    """One study on the table, as ``search run --workers K`` runs it; returns search_efficiency.py's record."""
+def simulate(table: Table, sampler: dict, pruner: dict, seed: int, trials: int, workers: int, name: str,
+             fresh: bool = False) -> dict:
+    """One study on the table, as ``search run --workers K`` runs it; returns search_efficiency.py's record.
+    ``fresh``: a configuration is answered by the nearest row this run has not drawn yet (while any is left), so a
+    pruned row does not come back for a second chance (real training gives a nearby configuration a curve of its
+    own)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -178,9 +188,10 @@ def simulate(table: Table, sampler: dict, pruner: dict, seed: int, trials: int, 
         if asked < trials:
             asked += 1
             trial = studies[w].ask()
-            row = table.nearest(sample_params(trial, space, {}))
-            repeats += id(row) in used  # a row this run drew before: a second chance real training would not give
-            used.add(id(row))
+            i = table.nearest(sample_params(trial, space, {}), used if fresh else frozenset())
+            repeats += i in used  # a row this run drew before: a second chance real training would not give
+            used.add(i)
+            row = table.rows[i]
             running[w] = (trial, row, 1, now)
             heapq.heappush(clock, (now + row["s_per_epoch"], w))
     return {"strategy": name, "seed": seed, "sampler": sampler, "pruner": pruner, "wall_s": now, "trials": rows,
@@ -188,8 +199,8 @@ def simulate(table: Table, sampler: dict, pruner: dict, seed: int, trials: int, 
 
 
 def _one(job: tuple) -> tuple:
-    key, table, sampler, pruner, seed, trials, workers, name = job
-    return key, simulate(table, sampler, pruner, seed, trials, workers, name)
+    key, table, sampler, pruner, seed, trials, workers, name, fresh = job
+    return key, simulate(table, sampler, pruner, seed, trials, workers, name, fresh)
 
 
 def main() -> None:
@@ -208,6 +219,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="default: --pool/surrogate")
     ap.add_argument("--overwrite", action="store_true", help="replace --out's surrogate.md and surrogate.json")
+    ap.add_argument("--fresh", action="store_true", help="answer each trial with the nearest row its run has not "
+                    "drawn yet (while any is left): no second chance for a pruned winner")
     ap.add_argument("--held-out", type=Path, default=None, help="a search_efficiency.py --out folder whose runs "
                     "drew configurations the table does not hold: how well the nearest row predicts their final "
                     "macro-F1 and their macro-F1 after epoch 2 (what a pruner first judges)")
@@ -237,7 +250,7 @@ def main() -> None:
         if args.held_out:
             print(f"{task}: {held_out(table, sorted(args.held_out.glob(f'{task}-w*/runs')))}", flush=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    jobs = [((task, b, w, name, s), tables[task], sampler, pruner, s, b, w, name)
+    jobs = [((task, b, w, name, s), tables[task], sampler, pruner, s, b, w, name, args.fresh)
             for task in tasks for b in budgets for w in workers for name, (sampler, pruner) in chosen.items()
             for s in seeds]
     runs: dict = {}
@@ -252,12 +265,15 @@ def main() -> None:
         lines.append(f"### {task}, {b} trials, {w} worker(s)\n\n" + eff.suite_markdown(
             {(task, w): results[(task, b, w)]}, b, args.epochs))
     (out / "surrogate.json").write_text(json.dumps(
-        {"strategies": chosen, "seeds": list(seeds), "fidelity": {t: tb.fidelity() for t, tb in tables.items()},
+        {"strategies": chosen, "seeds": list(seeds), "fresh": args.fresh,
+         "fidelity": {t: tb.fidelity() for t, tb in tables.items()},
          "cells": {"|".join(map(str, k)): {"targets": v["targets"], "final": {
              n: r["final"] for n, r in v["summary"]["rows"].items()}} for k, v in results.items()}}, indent=1,
         default=str))
     again = {n: float(np.mean([r["repeats"] for by in runs.values() for r in by.get(n, {}).values()])) for n in chosen}
-    text = "\n\n".join(lines) + "\n\n" + holds(results, chosen, seeds) + "\n\nTrials answered by a row their run " \
+    text = "\n\n".join(lines) + "\n\n" + eff.holds(results, chosen, seeds) + "\n\n" + (
+        "Rows: --fresh, each trial answered by the nearest row its run had not drawn yet. " if args.fresh else
+        "Rows: the nearest, drawn before or not. ") + "Trials answered by a row their run " \
         "had drawn before (a pruned one gets a second chance that real training would not give): " + ", ".join(
             f"{n} {100 * v:.0f}%" for n, v in again.items())
     print(text)
@@ -276,7 +292,7 @@ def held_out(table: Table, folders: list[Path]) -> str:
             for t in json.loads(path.read_text())["trials"]:
                 if json.dumps(t["params"], sort_keys=True) in have or set(t["params"]) != set(table.space):
                     continue
-                row = table.nearest(t["params"])
+                row = table.rows[table.nearest(t["params"])]
                 if t["state"] == "COMPLETE" and len(t["curve"]) == table.epochs:
                     final.append((t["value"], row["value"]))
                 if len(t["curve"]) >= 2:
@@ -288,41 +304,6 @@ def held_out(table: Table, folders: list[Path]) -> str:
             f"{np.abs(f[:, 0] - f[:, 1]).mean():.3f}, Spearman {spearmanr(f[:, 0], f[:, 1]).statistic:.2f}; "
             f"after epoch 2 ({len(e)} trials) MAE {np.abs(e[:, 0] - e[:, 1]).mean():.3f}, Spearman "
             f"{spearmanr(e[:, 0], e[:, 1]).statistic:.2f}")
-
-
-def holds(results: dict, chosen: dict, seeds, resamples: int = 1000) -> str:
-    """Per pruned strategy and cell (task x budget x workers): both targets, how often both hold when the seeds
-    are resampled (bootstrap: how firm a pass or a fail is), the mean of the final-best gaps beside their median,
-    and the share of seeds whose gap is exactly 0 (both runs ended on the same recorded configuration, which the
-    table makes likelier than real training does); then a tally per strategy."""
-    rng = np.random.default_rng(0)
-    lines = [f"Seeds {seeds.start}-{seeds.stop - 1} (medians over {len(seeds)} seeds per cell; resampled "
-             f"{resamples} times)", "",
-             "| strategy | task | trials | workers | (a) share of random's epochs | (b) share of unpruned epochs, "
-             "final best vs unpruned (mean; ties) | both hold | both hold in resamples |", "|---" * 8 + "|"]
-    tally = []
-    for name in chosen:
-        n = both = 0
-        for (task, budget, w), r in results.items():
-            c = {x["target"][:3]: x for x in r["targets"] if x["strategy"] == name}
-            if "(a)" not in c or "(b)" not in c:  # targets need random and the unpruned sampler among the strategies
-                continue
-            a = np.array([math.inf if v is None else v for v in c["(a)"]["per_seed"].values()])
-            share = np.array([v[0] for v in c["(b)"]["per_seed"].values()])
-            gap = np.array([v[1] for v in c["(b)"]["per_seed"].values()])
-            pick = rng.integers(0, len(a), (resamples, len(a)))
-            firm = float(np.mean((np.median(a[pick], 1) <= eff.REACH_SHARE)
-                                 & (np.median(share[pick], 1) <= eff.EPOCH_SHARE)
-                                 & (np.median(gap[pick], 1) >= -eff.TOL)))
-            ok = c["(a)"]["pass"] and c["(b)"]["pass"]
-            n, both = n + 1, both + ok
-            m = c["(a)"]["measured"]
-            lines.append(f"| {name} | {task} | {budget} | {w} | {'not reached' if m is None else f'{100 * m:.0f}%'} | "
-                         f"{100 * np.median(share):.0f}%, {100 * np.median(gap):+.1f} pt ({100 * gap.mean():+.1f}; "
-                         f"{100 * np.mean(gap == 0):.0f}%) | {'yes' if ok else 'no'} | {100 * firm:.0f}% |")
-        if n:
-            tally.append(f"- {name}: both targets hold in {both} of {n} cells")
-    return "\n".join(lines + [""] + tally)
 
 
 if __name__ == "__main__":

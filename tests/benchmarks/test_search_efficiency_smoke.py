@@ -68,6 +68,24 @@ def test_search_efficiency_smoke_runs_the_service_and_reports_consistent_numbers
     png = out / "search_efficiency.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # a second run into the same folder does not replace the first one's results unless told to
+    saved = (out / "results.json").read_text()
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--smoke", "--out",
+                            str(out), "--cache", str(tmp_path / "cache")], cwd=tmp_path, env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    assert "holds an earlier run's results" in again.stderr and "--overwrite" in again.stderr
+    assert (out / "results.json").read_text() == saved
+    both = subprocess.run(again.args + ["--reuse", "--overwrite"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert both.returncode != 0 and "give one of the two" in both.stderr and "Traceback" not in both.stderr
+    # --reuse takes every run from the records it kept: the same runs, nothing trained again
+    reused = subprocess.run(again.args + ["--reuse"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert reused.returncode == 0, reused.stderr[-2000:]
+    assert reused.stdout.count("(reused)") == len(names)
+    assert json.loads((out / "results.json").read_text())["runs"] == report["runs"]
+
 
 def test_the_benchmarked_default_strategy_is_what_a_study_without_sampler_or_pruner_gets():
     """The targets are checked on the benchmark's tpe+median row: it must be the service's defaults, spelt out."""

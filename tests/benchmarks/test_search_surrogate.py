@@ -55,19 +55,26 @@ def test_nearest_row_answers_a_recorded_configuration_with_its_own_curve(tmp_pat
     table = m.Table.load([tmp_path / "t-w1" / "runs"], m.eff.SPACE, EPOCHS)
     assert len(table.rows) == 120
     for row in table.rows[:10]:
-        assert table.nearest(row["params"]) is row
+        assert table.rows[table.nearest(row["params"])] is row
     fit = table.fit_weights()
     # the score is a function of optimizer and lr alone: the fit must find lr the parameter that matters
     assert fit["weights"]["optimizer.lr"] == max(fit["weights"].values())
     assert fit["spearman"] > 0.8 and fit["mae"] < 0.1
 
 
-def test_two_workers_overlap_keep_the_budget_and_are_reproducible(tmp_path):
+TPE = {"name": "tpe", "n_startup_trials": 4}
+MEDIAN = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
+
+
+def _table(tmp_path):
     m = _module()
     _records(tmp_path / "t-w1" / "runs")
-    table = m.Table.load([tmp_path / "t-w1" / "runs"], m.eff.SPACE, EPOCHS)
-    tpe = {"name": "tpe", "n_startup_trials": 4}
-    median = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
+    return m, m.Table.load([tmp_path / "t-w1" / "runs"], m.eff.SPACE, EPOCHS)
+
+
+def test_two_workers_overlap_keep_the_budget_and_are_reproducible(tmp_path):
+    m, table = _table(tmp_path)
+    tpe, median = TPE, MEDIAN
     run = m.simulate(table, tpe, median, seed=3, trials=20, workers=2, name="tpe+median")
     assert len(run["trials"]) == 20
     assert {t["state"] for t in run["trials"]} == {"COMPLETE", "PRUNED"}
@@ -86,6 +93,21 @@ def test_two_workers_overlap_keep_the_budget_and_are_reproducible(tmp_path):
     assert m.eff.total_epochs(floor) < m.eff.total_epochs(run)
 
 
+def test_fresh_rows_give_no_trial_of_a_run_a_row_it_drew_before(tmp_path):
+    m, table = _table(tmp_path)
+    again = m.simulate(table, TPE, MEDIAN, seed=3, trials=40, workers=1, name="tpe+median")
+    assert again["repeats"] > 0  # TPE goes back to the best rows: answered by the same rows twice
+    fresh = m.simulate(table, TPE, MEDIAN, seed=3, trials=40, workers=1, name="tpe+median", fresh=True)
+    assert fresh["repeats"] == 0
+    # skip: the nearest row apart from the skipped ones; with every row skipped, the nearest all the same
+    first = table.nearest(table.rows[0]["params"])
+    z = np.asarray(table._encode(table.rows[0]["params"]))
+    order = np.argsort((((table.x - z) * table.weights) ** 2).sum(1))
+    assert first == order[0] == 0 and table.nearest(table.rows[0]["params"], {0}) == order[1]
+    assert table.nearest(table.rows[0]["params"], {0, int(order[1])}) == order[2]
+    assert table.nearest(table.rows[0]["params"], set(range(len(table.rows)))) == 0
+
+
 @pytest.mark.slow
 def test_cli_prints_both_targets_per_cell_and_the_tally(tmp_path):
     _records(tmp_path / "pool" / "t1-w1" / "runs")
@@ -93,21 +115,21 @@ def test_cli_prints_both_targets_per_cell_and_the_tally(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_surrogate.py"), "--pool",
                         str(tmp_path / "pool"), "--held-out", str(tmp_path / "later"), "--tasks", "t1",
                         "--epochs", str(EPOCHS), "--trials", "12",
-                        "--workers", "1,2", "--seeds", "2", "--jobs", "1", "--set",
+                        "--workers", "1,2", "--seeds", "2", "--jobs", "1", "--fresh", "--set",
                         "tpe*.sampler.n_startup_trials=4", "--variant", "w2=tpe+median",
                         "--set", "w2.pruner.n_warmup_steps=2"],
                        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "t1: 120 recorded configurations" in r.stdout
     assert "t1: held out: 30 completed configurations the table does not hold" in r.stdout
-    assert "Trials answered by a row their run had drawn before" in r.stdout
+    assert "Rows: --fresh" in r.stdout and "Trials answered by a row their run had drawn before" in r.stdout
     for w in (1, 2):
         assert f"### t1, 12 trials, {w} worker(s)" in r.stdout
     rows = [line for line in r.stdout.splitlines() if line.startswith(("| tpe+median | t1 | 12 |", "| w2 | t1 | 12 |"))]
     assert len(rows) == 4 and all(line.endswith("% |") for line in rows), r.stdout
     assert "- tpe+median: both targets hold in" in r.stdout and "of 2 cells" in r.stdout
     saved = json.loads((tmp_path / "pool" / "surrogate" / "surrogate.json").read_text())
-    assert set(saved["cells"]) == {"t1|12|1", "t1|12|2"}
+    assert set(saved["cells"]) == {"t1|12|1", "t1|12|2"} and saved["fresh"] is True
     # a second run does not replace the first one's results by default
     again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_surrogate.py"), "--pool",
                             str(tmp_path / "pool"), "--tasks", "t1", "--epochs", str(EPOCHS), "--seeds", "1"],
