@@ -61,6 +61,8 @@ def train(config: Path = typer.Option(..., "--config", help="training config or 
             with epoch_display(*shown) as progress:
                 r = fit(cfg, out, progress, full_data=full_data)
             r.pop("history")
+            if r["macro_f1"] is not None:
+                _errors_sheet(out, config.stem)
             if as_json:
                 print(json.dumps(r))
             elif r["macro_f1"] is None:
@@ -76,7 +78,32 @@ def train(config: Path = typer.Option(..., "--config", help="training config or 
                 # the same split (data.split_seed), another init and augmentation order
                 run_cfg = cfg.model_copy(update={"seed": seed})
                 runs[seed] = fit(run_cfg, out / f"seed-{seed}", progress, full_data=full_data)
+                if runs[seed]["macro_f1"] is not None:
+                    _errors_sheet(out / f"seed-{seed}", f"{config.stem} seed {seed}")
         print_runs(runs, "seed", as_json)
+
+
+def _errors_sheet(folder: Path, title: str) -> None:
+    """errors.png in a trained run's folder, as a trial gets: its best epoch's most confident val mistakes (none
+    when it made none; an earlier run's, under --overwrite, goes). A sheet that cannot be drawn is a warning on
+    stderr; the run stands."""
+    from training.errors import one_line
+    from training.files import atomic_path
+    from training.mistakes import errors_png
+
+    (folder / "errors.png").unlink(missing_ok=True)
+    try:
+        with atomic_path(folder / "errors.png") as tmp:
+            if errors_png(folder, tmp, title) is None:
+                raise _NoMistakes
+    except _NoMistakes:
+        pass
+    except Exception as e:  # e.g. its images moved since training
+        print(f"warning: {folder / 'errors.png'} not drawn: {one_line(e)}", file=sys.stderr)
+
+
+class _NoMistakes(Exception):
+    pass
 
 
 def cv(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),

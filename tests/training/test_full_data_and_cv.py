@@ -125,6 +125,10 @@ def test_search_train_seeds_runs_one_run_per_seed(tmp_path, capfd, monkeypatch):
     assert exact == pytest.approx(list(runs.values()), abs=5e-5)
     mean, std = np.mean(exact), np.std(exact, ddof=1)
     assert lines[-1] == f"macro_f1 mean {mean:.4f} +- {std:.4f} over 2 seeds"
+    for seed in runs:  # each seed's run its own errors.png, drawn when it made val mistakes
+        folder = tmp_path / "s" / f"seed-{seed}"
+        wrong = json.loads((folder / "metrics.json").read_text())["accuracy"] < 1.0
+        assert (folder / "errors.png").is_file() == wrong
 
 
 def test_search_train_full_data_says_there_is_no_validation(tmp_path, capfd, monkeypatch):
@@ -134,6 +138,7 @@ def test_search_train_full_data_says_there_is_no_validation(tmp_path, capfd, mon
     assert r.returncode == 0, r.stderr
     assert "no validation" in r.stdout and "all 200 images" in r.stdout and "trained 1 epochs" in r.stdout
     assert math.isfinite(json.loads((tmp_path / "fd" / "metrics.json").read_text())["history"][0]["train_loss"])
+    assert not (tmp_path / "fd" / "errors.png").exists()  # no val images, no val mistakes
 
 
 def test_full_data_with_an_auto_batch_keeps_the_validated_runs_batch(tmp_path):
@@ -144,3 +149,13 @@ def test_full_data_with_an_auto_batch_keeps_the_validated_runs_batch(tmp_path):
     full = fit(parse_config(cfg), tmp_path / "full", full_data=True)
     assert validated["n_train"] == 240 and full["n_train"] == 300
     assert validated["batch_size"] == full["batch_size"] == 16
+
+
+def test_a_trained_runs_errors_sheet_never_keeps_an_earlier_runs(tmp_path, capsys):
+    """Under --overwrite the folder may hold an earlier run's errors.png: a run with nothing to show removes it."""
+    from search.cli._training_commands import _errors_sheet
+
+    (tmp_path / "errors.png").write_bytes(b"an earlier run's sheet")
+    _errors_sheet(tmp_path, "t")  # no val predictions kept: no mistakes to show
+    assert not (tmp_path / "errors.png").exists()
+    assert capsys.readouterr().err == ""

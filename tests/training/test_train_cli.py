@@ -92,6 +92,12 @@ def test_train_json_prints_the_result_as_the_last_stdout_line(quick_runs):
     assert "epoch 2/2" in proc.stderr
     for name in ("config.yaml", "metrics.json", "best.pt", "last.pt", "split.json"):
         assert (tmp_path / "out" / name).is_file()
+    # errors.png, as a trial gets: the best epoch's val mistakes, drawn when there were any
+    sheet = tmp_path / "out" / "errors.png"
+    assert sheet.is_file() == (r["accuracy"] < 1.0)
+    if r["accuracy"] < 1.0:
+        assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 1000
+    assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
 def test_train_with_the_demo_study_file_uses_its_defaults(tmp_path):
