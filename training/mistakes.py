@@ -18,6 +18,7 @@ import numpy as np
 from .config import load_config
 from .data.images import fit_image
 from .data.sources import load_samples
+from .files import atomic_path
 from .run_folder import CONFIG_FILE, ValPredictions, model_folders, read_predictions
 from .sheets import contact_sheet
 
@@ -84,13 +85,15 @@ def run_images(folder: str | Path, names: list[str]) -> list[np.ndarray]:
 
 
 def errors_png(folder: str | Path, path: Path, title: str = "") -> Path | None:
-    """The sheet of the run's most confident val mistakes (up to MAX_SHOWN); None when it made none (or kept no
-    predictions)."""
+    """The sheet of the run's most confident val mistakes (up to MAX_SHOWN), written to ``path`` whole or not at
+    all; None (nothing written) when it made none (or kept no predictions)."""
     shown = mistakes(folder, MAX_SHOWN)
     if not shown:
         return None
     total = len(mistakes(folder))
     head = f"{title}: " if title else ""
-    return contact_sheet(run_images(folder, [m.name for m in shown]), [m.caption for m in shown], path,
-                         f"{head}{len(shown)} of {total} val mistakes at the best epoch, the most confident first "
-                         "(true → predicted (probability))")
+    images = run_images(folder, [m.name for m in shown])
+    with atomic_path(path) as tmp:
+        contact_sheet(images, [m.caption for m in shown], tmp, f"{head}{len(shown)} of {total} val mistakes at the "
+                      "best epoch, the most confident first (true → predicted (probability))")
+    return Path(path)

@@ -88,22 +88,13 @@ def _errors_sheet(folder: Path, title: str) -> None:
     when it made none; an earlier run's, under --overwrite, goes). A sheet that cannot be drawn is a warning on
     stderr; the run stands."""
     from training.errors import one_line
-    from training.files import atomic_path
     from training.mistakes import errors_png
 
     (folder / "errors.png").unlink(missing_ok=True)
     try:
-        with atomic_path(folder / "errors.png") as tmp:
-            if errors_png(folder, tmp, title) is None:
-                raise _NoMistakes
-    except _NoMistakes:
-        pass
+        errors_png(folder, folder / "errors.png", title)
     except Exception as e:  # e.g. its images moved since training
         print(f"warning: {folder / 'errors.png'} not drawn: {one_line(e)}", file=sys.stderr)
-
-
-class _NoMistakes(Exception):
-    pass
 
 
 def cv(config: Path = typer.Option(..., "--config", help="training config or study file (defaults)"),

@@ -141,19 +141,13 @@ def _errors_section(errors: Section, best: BestRun, out: Path) -> None:
         errors.left_out = best.unread or "the trial records no run folder"
         return
     try:
-        with atomic_path(out / "best_errors.png") as tmp:
-            sheet = errors_png(folder, tmp, f"trial {best.trial.number}")
-            if sheet is None:
-                raise _NoMistakes
-        errors.images.append("best_errors.png")
-    except _NoMistakes:
-        errors.left_out = "its run folder holds no val mistakes (none were made, or the run predates kept predictions)"
+        if errors_png(folder, out / "best_errors.png", f"trial {best.trial.number}") is None:
+            errors.left_out = "its run folder holds no val mistakes (none were made, or the run predates kept " \
+                "predictions)"
+        else:
+            errors.images.append("best_errors.png")
     except Exception as e:  # its data set moved or is read from another working directory
         errors.left_out = f"its mistakes could not be shown: {one_line(e)}"
-
-
-class _NoMistakes(Exception):
-    pass
 
 
 def _png(draw: Callable[..., Path], path: Path, *args, **kwargs) -> str:
